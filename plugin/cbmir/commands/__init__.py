@@ -1,0 +1,1 @@
+"""`cbmir` sub-commands that need no torch."""

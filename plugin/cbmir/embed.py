@@ -1,0 +1,99 @@
+"""ONNX embedder: model input batches -> L2-normalised float32 vectors.
+
+The model card (JSON beside the .onnx file, same stem) tells the input size and
+preprocessing version; a model trained with another preprocessing is refused,
+because its vectors would silently disagree with the index.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .preprocess import PREPROCESS_VERSION, preprocess_batch
+
+INPUT_NAME = "image"
+OUTPUT_NAME = "embedding"
+
+
+class ModelUnavailable(RuntimeError):
+    """The configured model cannot be loaded (missing file, bad card, wrong preprocessing)."""
+
+
+def card_path_for(model_path: str | os.PathLike) -> Path:
+    return Path(model_path).with_suffix(".json")
+
+
+def load_card(model_path: str | os.PathLike) -> dict:
+    path = card_path_for(model_path)
+    if not path.is_file():
+        raise ModelUnavailable(f"model card {path} not found beside the model")
+    try:
+        card = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ModelUnavailable(f"model card {path} is not valid JSON: {error}") from error
+    for key in ("embedding_dim", "input_size", "preprocess_version"):
+        if key not in card:
+            raise ModelUnavailable(f"model card {path} lacks '{key}'")
+    if int(card["preprocess_version"]) != PREPROCESS_VERSION:
+        raise ModelUnavailable(
+            f"model {model_path} was made for preprocessing v{card['preprocess_version']}, "
+            f"this code implements v{PREPROCESS_VERSION}")
+    return card
+
+
+def available_providers(device: str = "auto") -> list[str]:
+    """CUDA first when present (device 'auto' or 'cuda'), CPU always as fallback."""
+    import onnxruntime as ort
+
+    have = ort.get_available_providers()
+    providers = []
+    if device in ("auto", "cuda") and "CUDAExecutionProvider" in have:
+        providers.append("CUDAExecutionProvider")
+    providers.append("CPUExecutionProvider")
+    return providers
+
+
+class Embedder:
+    """Loads one ONNX model and embeds preprocessed batches or raw pixel arrays."""
+
+    def __init__(self, model_path: str | os.PathLike, threads: int = 0, device: str = "auto"):
+        import onnxruntime as ort
+
+        self.model_path = Path(model_path)
+        if not self.model_path.is_file():
+            raise ModelUnavailable(f"model file {self.model_path} not found")
+        self.card = load_card(self.model_path)
+        self.input_size = int(self.card["input_size"])
+        self.dim = int(self.card["embedding_dim"])
+        self.version = str(self.card.get("version", self.model_path.stem))
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = int(threads)
+            options.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(str(self.model_path), options,
+                                                providers=available_providers(device))
+        except Exception as error:  # onnxruntime raises its own exception types
+            raise ModelUnavailable(f"cannot load {self.model_path}: {error}") from error
+        self.providers = self.session.get_providers()
+
+    def embed_inputs(self, batch: np.ndarray) -> np.ndarray:
+        """(N, 1, S, S) preprocessed input -> (N, D) unit vectors."""
+        if len(batch) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        (vectors,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: batch.astype(np.float32)})
+        vectors = np.asarray(vectors, dtype=np.float32)
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return vectors / np.maximum(norms, 1e-12)
+
+    def embed_images(self, images: list[np.ndarray]) -> np.ndarray:
+        """Raw 2-D pixel arrays -> (N, D) unit vectors, through the shared preprocessing."""
+        return self.embed_inputs(preprocess_batch(images, self.input_size))
+
+    def describe(self) -> dict:
+        return {"path": str(self.model_path), "version": self.version, "dim": self.dim,
+                "input_size": self.input_size, "providers": self.providers,
+                "card": self.card}
