@@ -160,7 +160,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"cbmir demo: {error}", file=sys.stderr)
         return 2
     if not items:
-        print(f"cbmir demo: no figshare images found in {mat_dir}", file=sys.stderr)
+        wanted = f" in splits {args.splits} (folds come from the record's cvind.mat)" if args.splits else ""
+        print(f"cbmir demo: no figshare images found in {mat_dir}{wanted}", file=sys.stderr)
         return 2
     print(f"{len(items)} figshare images ready in {mat_dir}", file=sys.stderr)
     return import_images.run_import(items, args)
