@@ -1,0 +1,30 @@
+import React from 'react';
+import { PANEL_NAME } from './id.js';
+import createIsland from './utils/createIsland.jsx';
+import { WrappedSimilarCasesPanel } from './panels/SimilarCasesPanel/index.js';
+import { getExtensionConfig } from './config.js';
+
+/** The "Similar cases" right-side panel. OHIF renders panels without props: the managers are bound here. */
+export default function getPanelModule({ servicesManager, commandsManager, extensionManager }) {
+  const component = createIsland(
+    () => (
+      <WrappedSimilarCasesPanel
+        servicesManager={servicesManager}
+        commandsManager={commandsManager}
+        extensionManager={extensionManager}
+        config={getExtensionConfig()}
+      />
+    ),
+    { displayName: 'SimilarCasesPanel' }
+  );
+
+  return [
+    {
+      name: PANEL_NAME,
+      iconName: 'tab-patient-info',
+      iconLabel: 'Similar',
+      label: 'Similar cases',
+      component,
+    },
+  ];
+}

@@ -1,0 +1,31 @@
+import { id as extensionId, version, PANEL_ID } from '../id.js';
+import wrapModeWithPanel from './wrapModeWithPanel.js';
+
+const BASE_MODE = '@ohif/mode-longitudinal';
+
+/**
+ * Runtime mode for OHIF 3.x before 3.13 (where app-config's customizationService cannot push a panel into
+ * the stock modes): the Basic Viewer (longitudinal mode) plus the "Similar cases" panel, at the route
+ * `/similar`. Load it as a URL in `window.config.modes`, with the extension in `window.config.extensions`.
+ */
+const mode = {
+  id: '@orthanc-cbmir/mode-similar-cases',
+  modeFactory: async ({ modeConfiguration = {}, loadModules } = {}) => {
+    if (typeof loadModules !== 'function') {
+      throw new Error('This OHIF does not hand loadModules to modeFactory; use app-config rightPanels instead');
+    }
+    const [base] = await loadModules([BASE_MODE]);
+    const instance = base.modeFactory ? await base.modeFactory({ modeConfiguration, loadModules }) : base;
+    return wrapModeWithPanel(instance, {
+      panelId: PANEL_ID,
+      extensionId,
+      extensionVersion: version,
+      id: '@orthanc-cbmir/mode-similar-cases',
+      routeName: modeConfiguration.routeName || 'similar',
+      displayName: modeConfiguration.displayName || 'Similar cases',
+    });
+  },
+  extensionDependencies: { [extensionId]: `^${version}` },
+};
+
+export default mode;

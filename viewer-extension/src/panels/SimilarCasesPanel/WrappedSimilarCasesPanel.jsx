@@ -1,0 +1,119 @@
+import React, { useCallback, useEffect, useMemo, useReducer, useRef, useState } from 'react';
+import CbmirClient from '../../client/CbmirClient.js';
+import trackActiveImage from '../../utils/trackActiveImage.js';
+import studyLocation from '../../utils/studyLocation.js';
+import { initialState, makeRequestKey, panelReducer } from '../../utils/panelState.js';
+import SimilarCasesView from './SimilarCasesView.jsx';
+
+/**
+ * Binds the panel to OHIF (active viewport and slice, navigation) and to the CBMIR API; the view only
+ * renders what it is given.
+ */
+export default function WrappedSimilarCasesPanel({ servicesManager, commandsManager, config }) {
+  const client = useMemo(() => new CbmirClient({ apiRoot: config.apiRoot }), [config.apiRoot]);
+  const [image, setImage] = useState(null);
+  const [queryImage, setQueryImage] = useState(null);
+  const [k, setK] = useState(config.k);
+  const [excludeSamePatient, setExcludeSamePatient] = useState(true);
+  const [label, setLabel] = useState('');
+  const [seenLabels, setSeenLabels] = useState(() => [...(config.labels || [])]);
+  const [retryTick, setRetryTick] = useState(0);
+  const [state, dispatch] = useReducer(panelReducer, initialState);
+
+  useEffect(() => trackActiveImage(servicesManager.services, setImage), [servicesManager]);
+
+  // Scrolling fires a slice event per image: ask only once the slice on screen settles.
+  useEffect(() => {
+    const timer = setTimeout(() => setQueryImage(image), image ? config.debounceMs : 0);
+    return () => clearTimeout(timer);
+  }, [image, config.debounceMs]);
+
+  const sopInstanceUid = queryImage?.sopInstanceUid || null;
+  useEffect(() => {
+    if (!sopInstanceUid) {
+      dispatch({ type: 'noImage' });
+      return undefined;
+    }
+    const requestKey = makeRequestKey({ sopInstanceUid, k, excludeSamePatient, label });
+    const abort = new AbortController();
+    dispatch({ type: 'start', requestKey });
+    client
+      .similar(sopInstanceUid, { k, excludeSamePatient, label, groupBy: 'study', signal: abort.signal })
+      .then(body => {
+        dispatch({ type: 'success', requestKey, body });
+        const labels = body.results.map(hit => hit.label).filter(Boolean);
+        setSeenLabels(previous => _union(previous, labels));
+      })
+      .catch(error => {
+        if (error?.name !== 'AbortError') {
+          dispatch({ type: 'failure', requestKey, error });
+        }
+      });
+    return () => abort.abort();
+  }, [client, sopInstanceUid, k, excludeSamePatient, label, retryTick]);
+
+  // Not indexed yet: ask again while the plugin works through its queue.
+  useEffect(() => {
+    if (state.status !== 'pending') {
+      return undefined;
+    }
+    const timer = setTimeout(() => setRetryTick(tick => tick + 1), config.pendingRetryMs);
+    return () => clearTimeout(timer);
+  }, [state, config.pendingRetryMs]);
+
+  const commandsRef = useRef(commandsManager);
+  commandsRef.current = commandsManager;
+  const openHit = useCallback(hit => {
+    const { to, href } = studyLocation({
+      pathname: window.location.pathname,
+      basename: window.config?.routerBasename || window.PUBLIC_URL || '/',
+      studyInstanceUid: hit.study_instance_uid,
+      seriesInstanceUid: hit.series_instance_uid,
+      sopInstanceUid: hit.sop_instance_uid,
+    });
+    try {
+      commandsRef.current.runCommand('navigateHistory', { to });
+    } catch (error) {
+      console.warn('cbmir: navigateHistory failed, loading the page instead', error);
+      window.location.assign(href);
+    }
+  }, []);
+
+  const thumbnailUrl = useCallback(hit => _thumbnailUrl(hit, config), [config]);
+
+  return (
+    <SimilarCasesView
+      state={state}
+      image={queryImage}
+      k={k}
+      kChoices={_union(config.kChoices, [k]).sort((a, b) => a - b)}
+      excludeSamePatient={excludeSamePatient}
+      label={label}
+      labels={_union(seenLabels, label ? [label] : []).sort()}
+      onKChange={setK}
+      onExcludeSamePatientChange={setExcludeSamePatient}
+      onLabelChange={setLabel}
+      onRetry={() => setRetryTick(tick => tick + 1)}
+      onOpen={openHit}
+      thumbnailUrl={thumbnailUrl}
+    />
+  );
+}
+
+function _union(a, b) {
+  return [...new Set([...(a || []), ...(b || [])])];
+}
+
+function _thumbnailUrl(hit, config) {
+  const thumbnail = hit.thumbnail;
+  if (typeof thumbnail === 'string' && thumbnail) {
+    if (/^(data:|https?:|\/)/.test(thumbnail)) {
+      return thumbnail;
+    }
+    return `${config.apiRoot.replace(/\/+$/, '')}/${thumbnail}`;
+  }
+  if (hit.instance) {
+    return `${config.orthancRoot.replace(/\/+$/, '')}/instances/${encodeURIComponent(hit.instance)}/preview`;
+  }
+  return null;
+}

@@ -1,0 +1,2 @@
+export { default as WrappedSimilarCasesPanel } from './WrappedSimilarCasesPanel.jsx';
+export { default as SimilarCasesView } from './SimilarCasesView.jsx';

@@ -1,0 +1,47 @@
+export const DISCLAIMER = 'A retrieval aid for comparison, not a diagnosis.';
+
+/**
+ * Counts labels among the similar cases (one vote per case: the label of its best hit) and words the result
+ * as a decision aid, e.g. "7 of 10 similar cases are labelled glioma; 2 meningioma; 1 unlabelled."
+ *
+ * @param {{label: string|null}[]} cases - one entry per similar case (a study group or a hit)
+ * @returns {{total: number, counts: {label: string|null, count: number}[], text: string, disclaimer: string}}
+ */
+export default function summarizeLabels(cases) {
+  const list = cases || [];
+  const tally = new Map();
+  for (const item of list) {
+    const label = _normalise(item?.label);
+    tally.set(label, (tally.get(label) || 0) + 1);
+  }
+  const counts = [...tally.entries()]
+    .map(([label, count]) => ({ label, count }))
+    .sort((a, b) => b.count - a.count || _name(a.label).localeCompare(_name(b.label)));
+  return { total: list.length, counts, text: _words(counts, list.length), disclaimer: DISCLAIMER };
+}
+
+function _words(counts, total) {
+  if (!total) {
+    return 'No similar cases to summarise.';
+  }
+  const noun = total === 1 ? 'similar case is' : 'similar cases are';
+  const [first, ...rest] = counts;
+  const head =
+    first.label === null
+      ? `${first.count} of ${total} ${total === 1 ? 'similar case has' : 'similar cases have'} no label`
+      : `${first.count} of ${total} ${noun} labelled ${first.label}`;
+  const tail = rest.map(({ label, count }) => `${count} ${_name(label)}`);
+  return [head, ...tail].join('; ') + '.';
+}
+
+function _normalise(label) {
+  if (typeof label !== 'string') {
+    return null;
+  }
+  const trimmed = label.trim();
+  return trimmed ? trimmed : null;
+}
+
+function _name(label) {
+  return label === null ? 'unlabelled' : label;
+}
