@@ -81,8 +81,8 @@ def _series_number(series_description: str) -> int:
 def _to_stored_pixels(pixels: np.ndarray) -> tuple[np.ndarray, int, int]:
     """(array, bits, pixel representation) for MONOCHROME2 storage.
 
-    8-bit data stays 8-bit; other integers become 16-bit (signed only when
-    needed); floats are rescaled to 12 bits because MR Image Storage has no
+    8-bit data keeps 8 stored bits (in 16 allocated, as the MR IOD wants);
+    other integers become 16-bit (signed only when needed); floats are rescaled to 12 bits because MR Image Storage has no
     float pixels. Colour input is turned grey with the ITU-R 601 weights.
     """
     array = np.asarray(pixels)
@@ -97,7 +97,7 @@ def _to_stored_pixels(pixels: np.ndarray) -> tuple[np.ndarray, int, int]:
     if array.dtype == np.bool_:
         array = array.astype(np.uint8) * 255
     if array.dtype == np.uint8:
-        return np.ascontiguousarray(array), 8, 0
+        return np.ascontiguousarray(array.astype("<u2")), 8, 0
     if np.issubdtype(array.dtype, np.integer):
         low, high = int(array.min()), int(array.max())
         if low >= 0 and high <= 0xFFFF:
@@ -134,7 +134,7 @@ def make_instance(pixels: np.ndarray, *, patient_id: str, source_key: str,
 
     ds = Dataset()
     ds.SpecificCharacterSet = "ISO_IR 192"
-    ds.ImageType = ["DERIVED", "SECONDARY"]
+    ds.ImageType = ["DERIVED", "SECONDARY", "OTHER"]
     ds.SOPClassUID = MRImageStorage
     ds.SOPInstanceUID = sop_uid
     ds.StudyDate = ds.SeriesDate = ds.ContentDate = study_date
@@ -150,6 +150,7 @@ def make_instance(pixels: np.ndarray, *, patient_id: str, source_key: str,
     ds.PatientBirthDate = ""
     ds.PatientSex = ""
     ds.BodyPartExamined = "BRAIN"
+    ds.PatientPosition = ""  # type 2C for MR: required, unknown here
     # MR Image module: acquisition details are unknown for converted pictures.
     ds.ScanningSequence = "RM"  # research mode: the sequence is not known
     ds.SequenceVariant = "NONE"
@@ -173,7 +174,7 @@ def make_instance(pixels: np.ndarray, *, patient_id: str, source_key: str,
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
     ds.Rows, ds.Columns = stored.shape
-    ds.BitsAllocated = bits
+    ds.BitsAllocated = 16  # the MR Image IOD allows only 16; 8-bit data keeps BitsStored 8
     ds.BitsStored = bits
     ds.HighBit = bits - 1
     ds.PixelRepresentation = signed
