@@ -1,0 +1,29 @@
+"""`cbmir evaluate`: mAP and P@k of a model (ONNX or checkpoint) on manifest splits."""
+from __future__ import annotations
+
+import argparse
+
+from ..datasets import parse_splits
+from ..evaluation import evaluate
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="ONNX file (no torch needed) or run folder/.pt")
+    parser.add_argument("--manifest", required=True)
+    parser.add_argument("--queries", required=True, help="query split(s), comma-separated")
+    parser.add_argument("--database", required=True, help="database split(s), comma-separated")
+    parser.add_argument("--out", required=True, help="folder for evaluation.json/.md and PNG plots")
+    parser.add_argument("--map", choices=("pca", "tsne"), default="pca", help="2-D embedding map")
+    parser.add_argument("--cache-dir", help="reuse preprocessed inputs kept here")
+    parser.add_argument("--threads", type=int, default=0, help="onnxruntime threads (0 = default)")
+    parser.add_argument("--quiet", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    result = evaluate(args.model, args.manifest, parse_splits(args.queries),
+                      parse_splits(args.database), args.out, cache_dir=args.cache_dir,
+                      map_method=args.map, threads=args.threads, progress=not args.quiet)
+    print(f"mAP {result['mAP']:.4f}  P@1 {result['P@1']:.4f}  P@5 {result['P@5']:.4f}  "
+          f"P@10 {result['P@10']:.4f}  ({result['queries']} queries, {result['database']} database)"
+          f" -> {args.out}")
+    return 0

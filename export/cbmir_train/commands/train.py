@@ -1,0 +1,52 @@
+"""`cbmir train`: train the retrieval network on manifest splits."""
+from __future__ import annotations
+
+import argparse
+
+from cbmir.preprocess import DEFAULT_INPUT_SIZE
+
+from ..datasets import parse_splits
+from ..losses import LOSSES
+from ..training import TrainConfig, fit
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--manifest", required=True, help="CSV path,label,patient_id,split")
+    parser.add_argument("--out", required=True, help="run folder: last.pt, model.pt, train.json")
+    parser.add_argument("--train-splits", default="", help="comma-separated split names (default: all)")
+    parser.add_argument("--val-splits", default="", help="splits scored (mAP within them) each epoch")
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (one-cycle)")
+    parser.add_argument("--weight-decay", type=float, default=5e-4)
+    parser.add_argument("--input-size", type=int, default=DEFAULT_INPUT_SIZE)
+    parser.add_argument("--dim", type=int, default=128, help="embedding dimension D")
+    parser.add_argument("--loss", choices=LOSSES, default="proxy")
+    parser.add_argument("--no-augment", dest="augment", action="store_false")
+    parser.add_argument("--weights", help="state dict for the GoogLeNet trunk (e.g. torchvision ImageNet)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
+    parser.add_argument("--cache-dir", help="keep preprocessed inputs here between runs")
+    parser.add_argument("--limit", type=int, default=0, help="train on N evenly spaced images only")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    return TrainConfig(
+        manifest=args.manifest, out=args.out, train_splits=parse_splits(args.train_splits),
+        val_splits=parse_splits(args.val_splits), epochs=args.epochs, batch_size=args.batch_size,
+        lr=args.lr, weight_decay=args.weight_decay, input_size=args.input_size, dim=args.dim,
+        loss=args.loss, augment=args.augment, seed=args.seed, weights=args.weights,
+        device=args.device, precision=args.precision, threads=args.threads,
+        cache_dir=args.cache_dir, limit=args.limit, progress=not args.quiet)
+
+
+def run(args: argparse.Namespace) -> int:
+    summary = fit(config_from_args(args), resume=args.resume)
+    last = summary["history"][-1] if summary["history"] else {}
+    print(f"trained {summary['train_images']} images for {len(summary['history'])} epochs "
+          f"in {summary['train_seconds']} s on {summary['hardware']}; last epoch {last}")
+    return 0

@@ -1,0 +1,134 @@
+"""Embed manifest records with a model and score retrieval; JSON, Markdown and plots.
+
+Works from an ONNX file through `cbmir.embed.Embedder` without torch; a run
+folder or .pt checkpoint is embedded with torch (imported only then).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from . import datasets
+from .metrics import retrieval_metrics
+
+
+def embed_records(model_path: str | Path, records: list[datasets.Record], batch_size: int = 64,
+                  cache_dir: str | Path | None = None, threads: int = 0,
+                  progress: bool = True) -> tuple[np.ndarray, dict]:
+    """(N, D) unit vectors for `records`, plus a description of the model used."""
+    model_path = Path(model_path)
+    if model_path.suffix == ".onnx":
+        from cbmir.embed import Embedder
+
+        embedder = Embedder(model_path, threads=threads)
+        inputs = datasets.load_inputs(records, embedder.input_size, cache_dir, progress)
+        vectors = np.concatenate([embedder.embed_inputs(inputs[i:i + batch_size])
+                                  for i in range(0, len(inputs), batch_size)] or
+                                 [np.zeros((0, embedder.dim), np.float32)])
+        return vectors, {"model": str(model_path), "kind": "onnx", "card": embedder.card}
+    from .inference import embed_inputs, load_trained
+
+    model, info = load_trained(model_path)
+    inputs = datasets.load_inputs(records, info["config"]["input_size"], cache_dir, progress)
+    return embed_inputs(model, inputs, batch_size), {"model": str(model_path), "kind": "torch",
+                                                     "config": info["config"]}
+
+
+def score_splits(vectors: np.ndarray, records: list[datasets.Record], queries: list[str],
+                 database: list[str]) -> dict:
+    """Retrieval metrics of query splits against database splits (vectors align with records)."""
+    query_rows = [i for i, r in enumerate(records) if r.split in set(queries)]
+    database_rows = [i for i, r in enumerate(records) if r.split in set(database)]
+    if not query_rows or not database_rows:
+        raise ValueError(f"no records for queries {queries} or database {database}")
+    q = [records[i] for i in query_rows]
+    d = [records[i] for i in database_rows]
+    result = retrieval_metrics(vectors[query_rows], [r.label for r in q],
+                               vectors[database_rows], [r.label for r in d],
+                               [r.key for r in q], [r.key for r in d],
+                               [r.patient_id for r in q], [r.patient_id for r in d])
+    result["patient_exclusion"] = any(r.patient_id for r in q)
+    result["query_splits"], result["database_splits"] = queries, database
+    return result
+
+
+def markdown_summary(result: dict, title: str = "Retrieval evaluation") -> str:
+    lines = [f"# {title}", "",
+             f"Model: `{result.get('model', '?')}`  ",
+             f"Queries: {', '.join(result['query_splits'])} ({result['queries']} images); "
+             f"database: {', '.join(result['database_splits'])} ({result['database']} images).  ",
+             "Relevant = same label; AP over the whole database ranking; "
+             + ("each query's own patient left out." if result["patient_exclusion"]
+                else "no patient ids in the manifest, so no patient exclusion."), "",
+             "| label | queries | mAP | P@1 | P@5 | P@10 |", "|---|---|---|---|---|---|"]
+    rows = [("**all**", result)] + list(result["per_label"].items())
+    for label, row in rows:
+        lines.append(f"| {label} | {row['queries']} | {row['mAP']:.4f} | {row['P@1']:.4f} | "
+                     f"{row['P@5']:.4f} | {row['P@10']:.4f} |")
+    return "\n".join(lines) + "\n"
+
+
+def two_d_map(vectors: np.ndarray, method: str = "pca", seed: int = 0) -> np.ndarray:
+    """(N, 2) coordinates: PCA (numpy SVD) or t-SNE (scikit-learn)."""
+    if method == "tsne":
+        from sklearn.manifold import TSNE
+
+        return TSNE(n_components=2, init="pca", random_state=seed,
+                    perplexity=min(30.0, max(2.0, (len(vectors) - 1) / 3))).fit_transform(vectors)
+    centred = vectors - vectors.mean(axis=0)
+    _, _, components = np.linalg.svd(centred, full_matrices=False)
+    return centred @ components[:2].T
+
+
+def save_plots(result: dict, vectors: np.ndarray, labels: list[str], out: Path,
+               map_method: str = "pca") -> list[Path]:
+    """precision_recall.png and embedding_map.png in `out`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    figure, axes = plt.subplots(figsize=(5, 4))
+    axes.plot(result["pr_curve"]["recall"], result["pr_curve"]["precision"], lw=2)
+    axes.set(xlabel="recall", ylabel="interpolated precision", xlim=(0, 1), ylim=(0, 1.02),
+             title=f"Precision-recall (mAP {result['mAP']:.3f})")
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    paths.append(out / "precision_recall.png")
+    figure.savefig(paths[-1], dpi=120)
+    plt.close(figure)
+
+    points = two_d_map(vectors, map_method)
+    figure, axes = plt.subplots(figsize=(5.5, 4.5))
+    for label in sorted(set(labels)):
+        chosen = np.array([lab == label for lab in labels])
+        axes.scatter(points[chosen, 0], points[chosen, 1], s=6, alpha=0.6, label=label)
+    axes.legend(markerscale=3, fontsize=8)
+    axes.set(title=f"Embeddings ({map_method.upper()}), coloured by label", xticks=[], yticks=[])
+    figure.tight_layout()
+    paths.append(out / "embedding_map.png")
+    figure.savefig(paths[-1], dpi=120)
+    plt.close(figure)
+    return paths
+
+
+def evaluate(model_path: str | Path, manifest: str | Path, queries: list[str],
+             database: list[str], out: str | Path, cache_dir=None, map_method: str = "pca",
+             threads: int = 0, progress: bool = True) -> dict:
+    """The whole `cbmir evaluate`: embed, score, write evaluation.json/.md and PNG plots."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    records = datasets.select(datasets.read_manifest(manifest), sorted(set(queries + database)))
+    vectors, model_info = embed_records(model_path, records, cache_dir=cache_dir, threads=threads,
+                                        progress=progress)
+    result = score_splits(vectors, records, queries, database)
+    result["model"] = str(model_path)
+    result["model_info"] = {k: v for k, v in model_info.items() if k != "model"}
+    result["manifest"] = str(manifest)
+    (out / "evaluation.json").write_text(json.dumps(result, indent=2))
+    (out / "evaluation.md").write_text(markdown_summary(result))
+    save_plots(result, vectors, [r.label for r in records], out, map_method)
+    return result

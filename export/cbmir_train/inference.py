@@ -1,0 +1,56 @@
+"""Torch-side loading of trained models and embedding of preprocessed inputs."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .networks import RetrievalNet, build_model
+
+MODEL_FILE = "model.pt"
+CHECKPOINT_FILE = "last.pt"
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """'auto' = CUDA when present, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def resolve_weights_file(path: str | Path) -> Path:
+    """A run folder (model.pt, else last.pt) or a .pt file."""
+    path = Path(path)
+    if path.is_dir():
+        for name in (MODEL_FILE, CHECKPOINT_FILE):
+            if (path / name).is_file():
+                return path / name
+        raise FileNotFoundError(f"{path} holds neither {MODEL_FILE} nor {CHECKPOINT_FILE}")
+    if not path.is_file():
+        raise FileNotFoundError(path)
+    return path
+
+
+def load_trained(path: str | Path) -> tuple[RetrievalNet, dict]:
+    """(model in eval mode, saved payload without tensors) from a run folder or file."""
+    payload = torch.load(resolve_weights_file(path), map_location="cpu", weights_only=False)
+    config = payload["config"]
+    model = build_model(dim=config["dim"], gem_p=config.get("gem_p", 3.0))
+    model.load_state_dict(payload["model"])
+    model.eval()
+    info = {k: v for k, v in payload.items() if k not in ("model", "loss", "optimizer", "scheduler")}
+    return model, info
+
+
+@torch.no_grad()
+def embed_inputs(model: RetrievalNet, inputs: np.ndarray, batch_size: int = 64,
+                 device: str | torch.device = "cpu") -> np.ndarray:
+    """(N, 1, S, S) preprocessed inputs -> (N, D) float32 unit vectors, in fp32."""
+    device = torch.device(device)
+    model = model.to(device).eval()
+    outputs = [model(torch.from_numpy(np.ascontiguousarray(inputs[i:i + batch_size])).to(device))
+               .float().cpu().numpy() for i in range(0, len(inputs), batch_size)]
+    if not outputs:
+        return np.zeros((0, model.dim), dtype=np.float32)
+    return np.concatenate(outputs).astype(np.float32)

@@ -1,0 +1,50 @@
+"""Trained model -> ONNX file (the plugin's contract) plus its model card JSON."""
+from __future__ import annotations
+
+import datetime
+import json
+import warnings
+from pathlib import Path
+
+import torch
+
+from cbmir.embed import INPUT_NAME, OUTPUT_NAME, card_path_for
+from cbmir.preprocess import PREPROCESS_VERSION
+
+from .networks import RetrievalNet
+
+OPSET = 17
+ARCHITECTURE = "GoogLeNet (Inception v1) trunk, 1-channel input -> GeM -> Linear -> L2 norm"
+
+
+def export_onnx(model: RetrievalNet, input_size: int, path: str | Path) -> Path:
+    """Write an ONNX graph with input `image` [N,1,S,S] and output `embedding` [N,D]."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = model.cpu().float().eval()
+    example = torch.zeros(2, 1, input_size, input_size)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (example,), str(path), dynamo=False, opset_version=OPSET,
+                          input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                          dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+                          do_constant_folding=True)
+    return path
+
+
+def build_card(name: str, version: str, dim: int, input_size: int, precision: str,
+               training_data: str, metrics: dict | None = None, **extra) -> dict:
+    """Model card with the keys the plugin and `cbmir.embed.load_card` rely on."""
+    return {"name": name, "version": version, "architecture": ARCHITECTURE,
+            "embedding_dim": int(dim), "input_size": int(input_size),
+            "preprocess_version": PREPROCESS_VERSION, "precision": precision,
+            "training_data": training_data, "metrics": metrics or {},
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "onnx": {"opset": OPSET, "input": INPUT_NAME, "output": OUTPUT_NAME},
+            **extra}
+
+
+def write_card(model_path: str | Path, card: dict) -> Path:
+    path = card_path_for(model_path)
+    path.write_text(json.dumps(card, indent=2) + "\n")
+    return path

@@ -1,0 +1,189 @@
+"""The training loop: preloaded inputs, batch augmentation, AdamW + one-cycle LR.
+
+Checkpoints (`last.pt`) are written after every epoch so a killed run resumes
+where it stopped (`resume=True`); the final weights go to `model.pt` with the
+configuration and history, which `cbmir export` and `cbmir evaluate` read.
+On CPUs with bf16 support, autocast in bf16 plus channels-last memory about
+doubles the throughput of GoogLeNet; weights and the loss stay fp32.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from cbmir.preprocess import DEFAULT_INPUT_SIZE, PREPROCESS_VERSION
+
+from . import datasets
+from .augment import augment_batch
+from .inference import CHECKPOINT_FILE, MODEL_FILE, embed_inputs, pick_device
+from .losses import build_loss
+from .metrics import retrieval_metrics
+from .networks import build_model
+
+
+@dataclass
+class TrainConfig:
+    manifest: str
+    out: str
+    train_splits: list[str] = field(default_factory=list)
+    val_splits: list[str] = field(default_factory=list)
+    epochs: int = 20
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 5e-4
+    input_size: int = DEFAULT_INPUT_SIZE
+    dim: int = 128
+    gem_p: float = 3.0
+    loss: str = "proxy"
+    augment: bool = True
+    seed: int = 0
+    weights: str | None = None
+    device: str = "auto"
+    precision: str = "auto"  # auto | fp32 | bf16
+    threads: int = 0
+    cache_dir: str | None = None
+    limit: int = 0  # use only the first N training images (tests, smoke runs)
+    progress: bool = True
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def use_bf16(config: TrainConfig, device: torch.device) -> bool:
+    if config.precision != "auto":
+        return config.precision == "bf16"
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def hardware_description(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} (CUDA)"
+    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+
+
+def _save(path: Path, payload: dict) -> None:
+    temporary = path.with_suffix(".tmp")
+    torch.save(payload, temporary)
+    temporary.replace(path)
+
+
+def fit(config: TrainConfig, resume: bool = False) -> dict:
+    """Train per `config`; returns the summary also written to OUT/train.json."""
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    seed_everything(config.seed)
+    device = pick_device(config.device)
+    bf16 = use_bf16(config, device)
+
+    records = datasets.read_manifest(config.manifest)
+    train_records = datasets.select(records, config.train_splits)
+    if config.limit and config.limit < len(train_records):
+        # Evenly spaced, so a small subset still holds every label of a sorted manifest.
+        spacing = len(train_records) / config.limit
+        train_records = [train_records[int(i * spacing)] for i in range(config.limit)]
+    val_records = datasets.select(records, config.val_splits) if config.val_splits else []
+    codec = datasets.LabelCodec([r.label for r in train_records])
+    train_inputs = torch.from_numpy(datasets.load_inputs(
+        train_records, config.input_size, config.cache_dir, config.progress))
+    train_labels = torch.from_numpy(codec.encode([r.label for r in train_records]))
+    val_inputs = (datasets.load_inputs(val_records, config.input_size, config.cache_dir,
+                                       config.progress) if val_records else None)
+
+    model = build_model(config.dim, config.gem_p, weights=config.weights).to(device)
+    model = model.to(memory_format=torch.channels_last)
+    criterion = build_loss(config.loss, len(codec), config.dim).to(device)
+    parameters = [{"params": [p for n, p in model.named_parameters() if n != "pool.p"]},
+                  {"params": [model.pool.p], "weight_decay": 0.0},
+                  {"params": list(criterion.parameters()), "weight_decay": 0.0}]
+    optimizer = torch.optim.AdamW([g for g in parameters if g["params"]], lr=config.lr,
+                                  weight_decay=config.weight_decay)
+    steps_per_epoch = max(1, len(train_records) // config.batch_size)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch,
+        pct_start=0.15, div_factor=20.0, final_div_factor=200.0)
+
+    start_epoch, history, elapsed = 0, [], 0.0
+    checkpoint_path = out / CHECKPOINT_FILE
+    if resume and checkpoint_path.is_file():
+        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        criterion.load_state_dict(state["loss"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch, history, elapsed = state["epoch"], state["history"], state["elapsed_s"]
+        torch.set_rng_state(state["rng"])
+        print(f"resumed from {checkpoint_path} after epoch {start_epoch}")
+
+    generator = torch.Generator().manual_seed(config.seed)
+    for epoch in range(start_epoch, config.epochs):
+        generator.manual_seed(config.seed * 1000 + epoch)
+        model.train()
+        began = time.time()
+        order = torch.randperm(len(train_records), generator=generator)
+        losses = []
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{config.epochs}",
+                   unit="batch", disable=not config.progress)
+        for step in bar:
+            chosen = order[step * config.batch_size:(step + 1) * config.batch_size]
+            batch, labels = train_inputs[chosen], train_labels[chosen].to(device)
+            if config.augment:
+                batch = augment_batch(batch, generator)
+            batch = batch.to(device).contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                embeddings = model(batch)
+            loss = criterion(embeddings.float(), labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            losses.append(float(loss.detach()))
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+        seconds = time.time() - began
+        elapsed += seconds
+        entry = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "seconds": round(seconds, 1),
+                 "images_per_s": round(steps_per_epoch * config.batch_size / seconds, 1),
+                 "gem_p": round(float(model.pool.p.detach()), 4)}
+        if val_inputs is not None:
+            vectors = embed_inputs(model, val_inputs, device=device)
+            keys = [r.key for r in val_records]
+            scores = retrieval_metrics(vectors, [r.label for r in val_records], vectors,
+                                       [r.label for r in val_records], keys, keys,
+                                       [r.patient_id for r in val_records],
+                                       [r.patient_id for r in val_records])
+            entry.update({"val_mAP": round(scores["mAP"], 4), "val_P@10": round(scores["P@10"], 4)})
+        history.append(entry)
+        print(json.dumps(entry), flush=True)
+        _save(checkpoint_path, {"model": model.state_dict(), "loss": criterion.state_dict(),
+                                "optimizer": optimizer.state_dict(),
+                                "scheduler": scheduler.state_dict(), "epoch": epoch + 1,
+                                "history": history, "elapsed_s": elapsed,
+                                "rng": torch.get_rng_state(), "config": asdict(config),
+                                "labels": codec.labels})
+
+    summary = {"config": asdict(config), "labels": codec.labels, "history": history,
+               "train_images": len(train_records), "train_seconds": round(elapsed, 1),
+               "device": str(device), "hardware": hardware_description(device),
+               "bf16_autocast": bf16, "preprocess_version": PREPROCESS_VERSION,
+               "torch": torch.__version__}
+    model = model.to(memory_format=torch.contiguous_format)
+    _save(out / MODEL_FILE, {"model": model.state_dict(), **summary})
+    (out / "train.json").write_text(json.dumps(summary, indent=2))
+    return summary

@@ -1,0 +1,59 @@
+"""`cbmir embed`: the images of a manifest -> float32 [N, D] unit vectors (.npy), no torch.
+
+Rows keep manifest order. Pixels go through `cbmir.decode.read_image_file` and
+`Embedder.embed_images`, i.e. the shared `cbmir.preprocess.preprocess`, the
+same path as the plugin's ingest, so these vectors match what Orthanc indexes.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from ..decode import read_image_file
+from ..embed import Embedder
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="ONNX model (its .json card beside it)")
+    parser.add_argument("--manifest", required=True, help="CSV with a `path` column, relative to it")
+    parser.add_argument("--out", required=True, help=".npy file to write")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=0, help="onnxruntime threads (0 = default)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when present) or cpu")
+    parser.add_argument("--quiet", action="store_true")
+
+
+def manifest_paths(manifest: str | Path) -> list[Path]:
+    manifest = Path(manifest)
+    with manifest.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        if "path" not in (reader.fieldnames or []):
+            raise SystemExit(f"{manifest}: no `path` column")
+        return [manifest.parent / row["path"] for row in reader]
+
+
+def embed_files(embedder: Embedder, paths: list[Path], batch_size: int = 32,
+                progress: bool = True) -> np.ndarray:
+    chunks = []
+    for start in tqdm(range(0, len(paths), batch_size), desc="embed", unit="batch",
+                      disable=not progress):
+        images = [read_image_file(path) for path in paths[start:start + batch_size]]
+        chunks.append(embedder.embed_images(images))
+    if not chunks:
+        return np.zeros((0, embedder.dim), dtype=np.float32)
+    return np.concatenate(chunks).astype(np.float32)
+
+
+def run(args: argparse.Namespace) -> int:
+    embedder = Embedder(args.model, threads=args.threads, device=args.device)
+    paths = manifest_paths(args.manifest)
+    vectors = embed_files(embedder, paths, args.batch_size, progress=not args.quiet)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.save(out, vectors)
+    print(f"wrote {vectors.shape[0]} x {vectors.shape[1]} vectors to {out}")
+    return 0
