@@ -1,0 +1,86 @@
+"""Durability: follow Orthanc's /changes log from a persisted checkpoint.
+
+Why: OnStoredInstance is lost when Orthanc is killed before the worker finishes,
+or when instances arrive while the plugin is off. The /changes log is Orthanc's
+own durable record, so replaying it from the last checkpoint (stored in our
+SQLite) catches up everything. The checkpoint only moves after every instance of
+a page has been processed (or recorded as rejected), so a kill -9 at any moment
+replays, and the store's uniqueness makes the replay idempotent. Deletions are
+applied in log order, after earlier instances of the same page are done, so a
+late insert can never resurrect a deleted image.
+"""
+from __future__ import annotations
+
+import json
+import threading
+
+CHECKPOINT = "changes_checkpoint"
+PAGE = 200
+
+
+class ChangeFollower:
+    def __init__(self, orthanc, engine):
+        self.orthanc = orthanc
+        self.engine = engine
+        self.wake = threading.Event()
+        self.thread: threading.Thread | None = None
+        self.caught_up = threading.Event()
+
+    def start(self) -> None:
+        self.thread = threading.Thread(target=self._run, name="cbmir-changes", daemon=True)
+        self.thread.start()
+
+    def join(self, timeout: float = 10) -> None:
+        self.wake.set()
+        if self.thread is not None:
+            self.thread.join(timeout)
+
+    def notify(self) -> None:
+        """Called from the OnChange callback: new or deleted resources to look at."""
+        self.wake.set()
+
+    def _run(self) -> None:
+        queue = self.engine.queue
+        while not queue.stopped:
+            try:
+                self.poll()
+                self.caught_up.set()
+            except Exception as error:  # Orthanc busy or shutting down: try again later
+                self.engine.log(f"CBMIR: change follower error: {error!r}")
+            self.wake.wait(self.engine.config.catch_up_seconds)
+            self.wake.clear()
+
+    def poll(self) -> None:
+        """Replay /changes since the checkpoint until Orthanc says Done."""
+        store, queue = self.engine.store, self.engine.queue
+        since = int(store.get_state(CHECKPOINT, "0"))
+        while not queue.stopped:
+            answer = json.loads(self.orthanc.RestApiGet(f"/changes?since={since}&limit={PAGE}"))
+            page: list[str] = []
+            for change in answer.get("Changes", []):
+                kind, level, resource = change["ChangeType"], change["ResourceType"], change["ID"]
+                if kind == "NewInstance":
+                    queue.put(resource)
+                    page.append(resource)
+                elif kind == "Deleted" and level.lower() in ("instance", "series", "study", "patient"):
+                    if not self._wait(page):
+                        return
+                    removed = self.engine.delete(level, resource)
+                    if removed:
+                        self.engine.log(f"CBMIR: {level} {resource} deleted, "
+                                        f"{removed} vector(s) removed")
+            if not self._wait(page):
+                return
+            last = int(answer.get("Last", since))
+            if last > since:
+                since = last
+                store.set_state(CHECKPOINT, since)
+            if answer.get("Done", True) or not answer.get("Changes"):
+                return
+
+    def _wait(self, instances: list[str]) -> bool:
+        queue = self.engine.queue
+        while not queue.stopped:
+            if queue.wait_done(instances, timeout=1.0):
+                return True
+        return False

@@ -1,0 +1,137 @@
+"""The `CBMIR` section of orthanc.json, read once and validated.
+
+Why validate up front: a typo found at start-up with the full key path in the
+message is cheap; the same typo found by the ingest worker hours later is not.
+`load_config` is pure (a dict in, a `Config` out) so it is unit-tested without
+Orthanc.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SECTION = "CBMIR"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_MODEL = REPO_ROOT / "models" / "default.onnx"
+DEVICES = ("auto", "cpu", "cuda")
+_TAG = re.compile(r"^\(?([0-9A-Fa-f]{4}),?([0-9A-Fa-f]{4})\)?$")
+
+
+class ConfigError(ValueError):
+    """A CBMIR setting is invalid; the message names the full key path."""
+
+
+@dataclass(frozen=True)
+class Config:
+    model_path: Path = DEFAULT_MODEL
+    index_directory: Path = Path("OrthancStorage/cbmir")
+    modalities: tuple[str, ...] = ("MR",)
+    label_tag: tuple[int, int] = (0x0020, 0x4000)
+    batch_size: int = 8
+    threads: int = 0
+    device: str = "auto"
+    rebuild_threshold: int = 1000
+    annoy_trees: int = 32
+    annoy_search_k: int = -1
+    candidates: int = 100
+    max_upload_bytes: int = 64 * 1024 * 1024
+    catch_up_seconds: float = 5.0
+    viewer_directory: Path | None = None
+    extra: dict = field(default_factory=dict)
+
+    def accepts_modality(self, modality: str) -> bool:
+        return "*" in self.modalities or (modality or "").upper() in self.modalities
+
+    @property
+    def label_tag_text(self) -> str:
+        return f"{self.label_tag[0]:04X},{self.label_tag[1]:04X}"
+
+
+def _key(name: str) -> str:
+    return f"{SECTION}.{name}"
+
+
+def _int(section: dict, name: str, default: int, low: int, high: int) -> int:
+    value = section.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(f"{_key(name)} must be an integer in [{low}, {high}], got {value!r}")
+    return value
+
+
+def _path(section: dict, name: str, default: Path | None) -> Path | None:
+    value = section.get(name, default)
+    if value is None:
+        return None
+    if not isinstance(value, (str, Path)) or not str(value).strip():
+        raise ConfigError(f"{_key(name)} must be a non-empty path string, got {value!r}")
+    return Path(value).expanduser()
+
+
+def parse_tag(text, key: str = _key("LabelTag")) -> tuple[int, int]:
+    """'0020,4000', '(0020,4000)', '00204000' or a keyword such as 'ImageComments'."""
+    if isinstance(text, str):
+        match = _TAG.match(text.strip())
+        if match:
+            return int(match.group(1), 16), int(match.group(2), 16)
+        try:
+            from pydicom.datadict import tag_for_keyword
+            tag = tag_for_keyword(text.strip())
+        except ImportError:  # pragma: no cover - pydicom is a runtime dependency
+            tag = None
+        if tag is not None:
+            return tag >> 16, tag & 0xFFFF
+    raise ConfigError(f"{key} must be a DICOM tag like \"0020,4000\" or a keyword, got {text!r}")
+
+
+def default_index_directory(orthanc_config: dict) -> Path:
+    """Beside Orthanc's own database, so a backup of one folder keeps both."""
+    base = orthanc_config.get("IndexDirectory") or orthanc_config.get("StorageDirectory") \
+        or "OrthancStorage"
+    return Path(str(base)) / "cbmir"
+
+
+def load_config(orthanc_config: dict) -> Config:
+    """Validate the CBMIR section of a full Orthanc configuration dict."""
+    section = orthanc_config.get(SECTION, {})
+    if section is None:
+        section = {}
+    if not isinstance(section, dict):
+        raise ConfigError(f"{SECTION} must be a JSON object, got {type(section).__name__}")
+    known = {"ModelPath", "IndexDirectory", "Modalities", "LabelTag", "BatchSize", "Threads",
+             "Device", "RebuildThreshold", "AnnoyTrees", "AnnoySearchK", "Candidates",
+             "MaxUploadBytes", "CatchUpSeconds", "ViewerDirectory"}
+    unknown = sorted(set(section) - known)
+    if unknown:
+        raise ConfigError(f"unknown key(s) {', '.join(_key(k) for k in unknown)}; "
+                          f"known: {', '.join(sorted(known))}")
+
+    modalities = section.get("Modalities", ["MR"])
+    if (not isinstance(modalities, list) or not modalities
+            or not all(isinstance(m, str) and m.strip() for m in modalities)):
+        raise ConfigError(f"{_key('Modalities')} must be a non-empty list of modality codes "
+                          f"such as [\"MR\"] (or [\"*\"]), got {modalities!r}")
+    device = section.get("Device", "auto")
+    if device not in DEVICES:
+        raise ConfigError(f"{_key('Device')} must be one of {', '.join(DEVICES)}, got {device!r}")
+    seconds = section.get("CatchUpSeconds", 5.0)
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0.1 <= seconds <= 3600:
+        raise ConfigError(f"{_key('CatchUpSeconds')} must be a number in [0.1, 3600], got {seconds!r}")
+
+    return Config(
+        model_path=_path(section, "ModelPath", DEFAULT_MODEL),
+        index_directory=_path(section, "IndexDirectory", default_index_directory(orthanc_config)),
+        modalities=tuple(m.strip().upper() for m in modalities),
+        label_tag=parse_tag(section.get("LabelTag", "0020,4000")),
+        batch_size=_int(section, "BatchSize", 8, 1, 512),
+        threads=_int(section, "Threads", 0, 0, 256),
+        device=device,
+        rebuild_threshold=_int(section, "RebuildThreshold", 1000, 1, 10_000_000),
+        annoy_trees=_int(section, "AnnoyTrees", 32, 1, 1000),
+        annoy_search_k=_int(section, "AnnoySearchK", -1, -1, 100_000_000),
+        candidates=_int(section, "Candidates", 100, 10, 100_000),
+        max_upload_bytes=_int(section, "MaxUploadBytes", 64 * 1024 * 1024, 1024, 2 ** 31),
+        catch_up_seconds=float(seconds),
+        viewer_directory=_path(section, "ViewerDirectory", None),
+        extra={k: v for k, v in orthanc_config.items() if k in ("Name", "DicomAet")},
+    )

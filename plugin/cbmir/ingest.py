@@ -1,0 +1,199 @@
+"""The ingest worker: instance ID -> frames -> model input -> vectors -> store + index.
+
+Why a daemon thread: OnStoredInstance runs in Orthanc's storing thread and is
+serialized, so it only enqueues. This worker decodes with Orthanc's own decoder
+(fast, in-process) and falls back to pydicom + pylibjpeg for what Orthanc cannot
+decode; onnxruntime releases the GIL while it computes. Every outcome is
+recorded (vector, skipped or failed with a reason) and no exception escapes.
+"""
+from __future__ import annotations
+
+import io
+import json
+import threading
+import time
+
+import numpy as np
+
+from . import decode
+from .preprocess import preprocess
+from .store import Record
+
+# Orthanc pixel format name -> (numpy dtype, channels)
+PIXEL_FORMATS = {"GRAYSCALE8": (np.uint8, 1), "GRAYSCALE16": (np.uint16, 1),
+                 "SIGNED_GRAYSCALE16": (np.int16, 1), "GRAYSCALE32": (np.uint32, 1),
+                 "GRAYSCALE64": (np.uint64, 1), "FLOAT32": (np.float32, 1),
+                 "RGB24": (np.uint8, 3), "RGBA32": (np.uint8, 4), "RGB48": (np.uint16, 3)}
+
+
+class Skip(Exception):
+    """Not for this index (other modality, no pixels): recorded once as 'skipped'."""
+
+
+def element_text(value) -> str:
+    """A DataElement or plain value as text; multi-values joined with a backslash."""
+    value = getattr(value, "value", value)
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        value = "\\".join(str(v) for v in value)
+    return str(value).strip()
+
+
+def dataset_text(dataset, keyword: str) -> str:
+    return element_text(dataset.get(keyword))
+
+
+def image_to_array(orthanc, image) -> np.ndarray:
+    """An orthanc.Image (pitch-padded buffer) -> 2-D or (H, W, C) numpy array."""
+    fmt = image.GetImageFormat()
+    name = next((n for n in PIXEL_FORMATS if getattr(orthanc.PixelFormat, n, None) == fmt), None)
+    if name is None:
+        raise decode.UndecodableImage(f"unsupported Orthanc pixel format {fmt}")
+    dtype, channels = PIXEL_FORMATS[name]
+    width, height, pitch = image.GetImageWidth(), image.GetImageHeight(), image.GetImagePitch()
+    raw = np.frombuffer(image.GetImageBuffer(), dtype=np.uint8).reshape(height, pitch)
+    row_bytes = width * channels * np.dtype(dtype).itemsize
+    array = np.ascontiguousarray(raw[:, :row_bytes]).view(dtype).reshape(height, width, channels)
+    return array[..., 0] if channels == 1 else array[..., :3]
+
+
+class Ingestor:
+    """Runs the worker loop over the engine's queue."""
+
+    def __init__(self, orthanc, engine):
+        self.orthanc = orthanc
+        self.engine = engine
+        self.config = engine.config
+        self.thread: threading.Thread | None = None
+        self.processed = 0
+        self.seconds = 0.0
+
+    def start(self) -> None:
+        self.thread = threading.Thread(target=self._run, name="cbmir-ingest", daemon=True)
+        self.thread.start()
+
+    def join(self, timeout: float = 10) -> None:
+        if self.thread is not None:
+            self.thread.join(timeout)
+
+    def _run(self) -> None:
+        engine = self.engine
+        if engine.embedder is None:
+            engine.load_model()
+        while not engine.queue.stopped:
+            if engine.embedder is None:
+                time.sleep(0.5)  # items stay pending until a model is available
+                continue
+            batch = engine.queue.get_batch(self.config.batch_size, timeout=0.5)
+            if not batch:
+                continue
+            try:
+                self.process(batch)
+            except Exception as error:  # never let the worker die
+                engine.log(f"CBMIR: worker error on {len(batch)} instance(s): {error!r}")
+            finally:
+                engine.queue.done([instance for instance, _ in batch])
+
+    # -- one batch ------------------------------------------------------------------------------
+    def process(self, batch: list[tuple[str, bool]]) -> None:
+        started = time.monotonic()
+        engine = self.engine
+        index = engine.write_index()
+        generation = index.generation
+        records, inputs = [], []
+        for instance, force in batch:
+            if engine.store.has_instance(instance, generation):
+                continue
+            if not force and engine.store.rejection(instance) is not None:
+                continue
+            meta = {}
+            try:
+                meta, frames = self.load(instance)
+                size = engine.embedder.input_size
+                prepared = [preprocess(frame, size) for frame in frames]
+            except _Gone:
+                continue
+            except Skip as reason:
+                engine.store.reject(instance, "skipped", str(reason), meta)
+                engine.log(f"CBMIR: skipped {instance}: {reason}")
+                continue
+            except Exception as error:
+                engine.store.reject(instance, "failed", f"{type(error).__name__}: {error}", meta)
+                engine.log(f"CBMIR: failed {instance}: {error}")
+                continue
+            for frame_number, model_input in enumerate(prepared):
+                records.append(Record(instance=instance, frame=frame_number,
+                                      vector=np.zeros(0, np.float32), **meta))
+                inputs.append(model_input)
+        if not records:
+            return
+        vectors = []
+        for start in range(0, len(inputs), self.config.batch_size):
+            vectors.append(engine.embedder.embed_inputs(
+                np.stack(inputs[start:start + self.config.batch_size])))
+        vectors = np.concatenate(vectors)
+        for record, vector in zip(records, vectors):
+            record.vector = vector
+            record.model_version = engine.embedder.version
+        ids = engine.store.add(records, generation)
+        new = [(row_id, vector) for row_id, vector in zip(ids, vectors) if row_id is not None]
+        if new:
+            engine.added(index, [row_id for row_id, _ in new], np.stack([v for _, v in new]))
+        self.processed += len({r.instance for r in records})
+        self.seconds += time.monotonic() - started
+
+    def load(self, instance: str) -> tuple[dict, list[np.ndarray]]:
+        """Metadata and display-ready frames of a stored instance; raises Skip or errors."""
+        orthanc = self.orthanc
+        try:
+            dicom = orthanc.GetDicomForInstance(instance)
+            parents = json.loads(orthanc.RestApiGet(f"/instances/{instance}"))
+            study = json.loads(orthanc.RestApiGet(f"/instances/{instance}/study"))
+        except orthanc.OrthancException as error:
+            raise _Gone(instance) from error  # deleted since it was queued
+        dataset = decode.read_dataset(bytes(dicom))
+        group, element = self.config.label_tag
+        label_element = dataset.get((group << 16) | element)
+        meta = {"sop_uid": dataset_text(dataset, "SOPInstanceUID"),
+                "study_uid": dataset_text(dataset, "StudyInstanceUID"),
+                "series_uid": dataset_text(dataset, "SeriesInstanceUID"),
+                "patient_id": dataset_text(dataset, "PatientID"),
+                "modality": dataset_text(dataset, "Modality").upper(),
+                "series_description": dataset_text(dataset, "SeriesDescription"),
+                "study_date": dataset_text(dataset, "StudyDate"),
+                "label": element_text(label_element),
+                "orthanc_series": parents.get("ParentSeries", ""),
+                "orthanc_study": study.get("ID", ""),
+                "orthanc_patient": study.get("ParentPatient", "")}
+        if not self.config.accepts_modality(meta["modality"]):
+            raise Skip(f"modality {meta['modality'] or '(none)'} not in CBMIR.Modalities")
+        if "PixelData" not in dataset and "FloatPixelData" not in dataset \
+                and "DoubleFloatPixelData" not in dataset:
+            raise Skip(f"no pixel data (SOP class {dataset_text(dataset, 'SOPClassUID')})")
+        return meta, self.frames(bytes(dicom), dataset)
+
+    def frames(self, dicom: bytes, dataset) -> list[np.ndarray]:
+        """Orthanc's decoder first, pydicom + pylibjpeg when it fails."""
+        count = int(dataset.get("NumberOfFrames", 1) or 1)
+        try:
+            frames = [decode._to_display(image_to_array(self.orthanc,
+                                                        self.orthanc.DecodeDicomImage(dicom, i)),
+                                         dataset)
+                      for i in range(count)]
+            if frames and all(f.ndim in (2, 3) and min(f.shape[:2]) >= 2 for f in frames):
+                return frames
+        except Exception:  # noqa: BLE001 - Orthanc raises for syntaxes it cannot decode
+            pass
+        return decode.frames_from_dataset(dataset)
+
+
+class _Gone(Exception):
+    """The instance was deleted from Orthanc before the worker reached it."""
+
+
+def read_first_frame(data: bytes) -> np.ndarray:
+    """Uploaded query body (DICOM or picture) -> one display-ready frame."""
+    if decode.looks_like_dicom(data):
+        return decode.decode_dicom_bytes(data)[0]
+    return decode.read_picture_bytes(io.BytesIO(data).getvalue())

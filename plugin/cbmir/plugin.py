@@ -1,0 +1,90 @@
+"""Wiring: Orthanc callbacks -> the CBMIR engine. One small callback per concern.
+
+`register(orthanc)` takes the orthanc module as an argument so the logic it
+wires can be tested with a fake. Bad configuration is logged with its key path
+and stops Orthanc (fail fast); a missing model does not: Orthanc starts, images
+stay pending and the REST API answers 503 until the model is there.
+"""
+from __future__ import annotations
+
+import json
+
+from . import routes
+from .catchup import ChangeFollower
+from .config import ConfigError, load_config
+from .engine import Engine
+from .ingest import Ingestor
+
+
+def register(orthanc) -> dict:
+    log = orthanc.LogWarning
+    try:
+        config = load_config(json.loads(orthanc.GetConfiguration()))
+    except ConfigError as error:
+        orthanc.LogError(f"CBMIR: bad configuration: {error}")
+        raise
+    engine = Engine(config, log=log)
+    ingestor = Ingestor(orthanc, engine)
+    follower = ChangeFollower(orthanc, engine)
+    state = {"engine": engine, "ingestor": ingestor, "follower": follower}
+
+    def on_started():
+        engine.load_model()
+        ingestor.start()
+        follower.start()
+        resume = int(engine.store.get_state("reindex_generation", "0") or 0)
+        if resume and resume != engine.active.generation:
+            engine.start_reindex(lambda: routes.list_instances(orthanc), resume_generation=resume)
+        elif engine.model_changed():
+            log("CBMIR: the model changed since the index was built: re-indexing")
+            engine.start_reindex(lambda: routes.list_instances(orthanc))
+        log(f"CBMIR: started; index {engine.active.describe()}")
+
+    def on_stopped():
+        engine.queue.stop()
+        follower.join(5)
+        ingestor.join(15)
+        log("CBMIR: stopped")
+
+    def OnStoredInstance(dicom, instance_id):
+        engine.queue.put(instance_id)
+
+    def OnChange(change_type, level, resource_id):
+        try:
+            if change_type == orthanc.ChangeType.ORTHANC_STARTED:
+                on_started()
+            elif change_type == orthanc.ChangeType.ORTHANC_STOPPED:
+                on_stopped()
+            elif change_type in (orthanc.ChangeType.NEW_INSTANCE, orthanc.ChangeType.DELETED):
+                follower.notify()
+        except Exception as error:  # never let a callback take Orthanc down
+            orthanc.LogError(f"CBMIR: change callback failed: {error!r}")
+
+    def Similar(output, uri, **request):
+        routes.answer(output, request, "GET", lambda: routes.similar(
+            orthanc, engine, request["groups"][0], request.get("get") or {}), log)
+
+    def Query(output, uri, **request):
+        routes.answer(output, request, "POST", lambda: routes.query_upload(
+            orthanc, engine, request.get("headers") or {}, request.get("body") or b""), log)
+
+    def Status(output, uri, **request):
+        routes.answer(output, request, "GET", lambda: routes.status(engine, ingestor), log)
+
+    def Reindex(output, uri, **request):
+        routes.answer(output, request, "POST", lambda: routes.reindex(orthanc, engine), log)
+
+    orthanc.RegisterOnStoredInstanceCallback(OnStoredInstance)
+    orthanc.RegisterOnChangeCallback(OnChange)
+    orthanc.RegisterRestCallback("/cbmir/similar/([^/]+)", Similar)
+    orthanc.RegisterRestCallback("/cbmir/query", Query)
+    orthanc.RegisterRestCallback("/cbmir/status", Status)
+    orthanc.RegisterRestCallback("/cbmir/reindex", Reindex)
+    try:
+        from .static_routes import register_static_routes
+    except ImportError:
+        pass  # the viewer is optional
+    else:
+        register_static_routes(orthanc, config)
+    log(f"CBMIR: plugin registered (index directory {config.index_directory})")
+    return state

@@ -1,0 +1,208 @@
+"""REST handlers under /cbmir/ (behind Orthanc's own authentication).
+
+Why every handler goes through `_answer`: an exception in a Python route becomes
+a bare 500 with a traceback; clients need a JSON body with a status they can act
+on (400 bad argument, 404 unknown, 409 not indexed yet, 422 not indexable,
+413/415 bad upload, 503 no model). Handlers take `engine` and `orthanc` as
+arguments so the wiring in plugin.py stays one line per route.
+"""
+from __future__ import annotations
+
+import email.parser
+import email.policy
+import json
+import re
+
+from . import decode
+from .search import ApiError, Params, find_similar, parse_params
+
+ORTHANC_ID = re.compile(r"^[0-9a-f]{8}(-[0-9a-f]{8}){4}$")
+UID = re.compile(r"^[0-9.]{1,64}$")
+PICTURE_TYPES = ("image/png", "image/jpeg", "image/jpg", "image/tiff")
+DICOM_TYPES = ("application/dicom", "application/octet-stream", "")
+HEADER_PREFIX = "x-cbmir-"
+
+
+def send_json(output, status: int, value) -> None:
+    body = json.dumps(value, default=str)  # ASCII only, so len() counts bytes
+    if status == 200:
+        output.AnswerBuffer(body, "application/json")
+    else:
+        output.SendHttpStatus(status, body, len(body))
+
+
+def answer(output, request: dict, method: str, handler, log) -> None:
+    """Method check, then `handler()`; every failure becomes a JSON error."""
+    try:
+        if request.get("method") != method:
+            output.SendMethodNotAllowed(method)
+            return
+        send_json(output, 200, handler())
+    except ApiError as error:
+        send_json(output, error.status, error.body())
+    except Exception as error:  # a request must never take Orthanc down
+        log(f"CBMIR: internal error: {error!r}")
+        send_json(output, 500, {"error": f"internal error: {type(error).__name__}: {error}",
+                                "status": 500})
+
+
+def require_engine(engine):
+    if engine is None:
+        raise ApiError(503, "CBMIR is not running (see the Orthanc log)")
+    if engine.embedder is None:
+        raise ApiError(503, f"model unavailable: {engine.model_error}",
+                       model_path=str(engine.config.model_path))
+    return engine
+
+
+# -- GET /cbmir/similar/{id} -----------------------------------------------------------------
+def resolve_instance(orthanc, engine, identifier: str) -> str:
+    """Orthanc instance ID or SOPInstanceUID -> Orthanc instance ID; ApiError 400/404."""
+    identifier = identifier.strip()
+    if ORTHANC_ID.match(identifier):
+        return identifier
+    if not UID.match(identifier):
+        raise ApiError(400, f"'{identifier}' is neither an Orthanc instance ID nor a DICOM UID")
+    known = engine.store.instance_for_sop(identifier)
+    if known:
+        return known
+    try:
+        matches = json.loads(orthanc.RestApiPost("/tools/lookup", identifier))
+    except orthanc.OrthancException:
+        matches = []
+    for match in matches:
+        if match.get("Type") == "Instance":
+            return match["ID"]
+    raise ApiError(404, f"no instance with SOPInstanceUID {identifier}")
+
+
+def indexed_rows(orthanc, engine, instance: str) -> list[dict]:
+    """Stored frames of an instance, or the reason why there are none (404/409/422)."""
+    rows = engine.store.instance_rows(instance, engine.active.generation)
+    if rows:
+        return rows
+    rejection = engine.store.rejection(instance)
+    if rejection is not None:
+        raise ApiError(422, f"instance {instance} is not indexable: {rejection['reason']}",
+                       instance=instance, kind=rejection["kind"])
+    try:
+        orthanc.RestApiGet(f"/instances/{instance}")
+    except orthanc.OrthancException:
+        raise ApiError(404, f"unknown instance {instance}", instance=instance) from None
+    engine.queue.put(instance)  # known to Orthanc: make sure the worker sees it
+    raise ApiError(409, f"instance {instance} is not indexed yet", instance=instance,
+                   pending=engine.queue.pending())
+
+
+def similar(orthanc, engine, identifier: str, args: dict) -> dict:
+    engine = require_engine(engine)
+    params = parse_params(args)
+    instance = resolve_instance(orthanc, engine, identifier)
+    rows = indexed_rows(orthanc, engine, instance)
+    frame = params.frame if params.frame is not None else rows[len(rows) // 2]["frame"]
+    row = next((r for r in rows if r["frame"] == frame), None)
+    if row is None:
+        raise ApiError(400, f"instance {instance} has frames 0..{len(rows) - 1}, not {frame}")
+    query = {"instance": instance, "frame": frame, "sop_instance_uid": row["sop_uid"],
+             "study_instance_uid": row["study_uid"], "patient_id": row["patient_id"],
+             "label": row["label"] or None}
+    results = find_similar(engine.active, engine.store, row["vector"], params, query)
+    return {"query": dict(query, params=params.__dict__), "results": results}
+
+
+# -- POST /cbmir/query -----------------------------------------------------------------------
+def split_upload(headers: dict, body: bytes) -> tuple[bytes, str, dict]:
+    """Body -> (file bytes, content type, parameters) from a raw or multipart upload."""
+    content_type = (headers.get("content-type") or "").split(";")[0].strip().lower()
+    params = {k[len(HEADER_PREFIX):].replace("-", "_"): v for k, v in headers.items()
+              if k.lower().startswith(HEADER_PREFIX)}
+    if content_type == "multipart/form-data":
+        message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+            b"Content-Type: " + headers["content-type"].encode() + b"\r\n\r\n" + body)
+        data, part_type = None, ""
+        for part in message.iter_parts():
+            name = part.get_param("name", header="content-disposition")
+            payload = part.get_payload(decode=True) or b""
+            if part.get_filename() is not None or name in ("file", "image"):
+                data, part_type = payload, (part.get_content_type() or "").lower()
+            elif name:
+                params[name] = payload.decode("utf-8", "replace")
+        if data is None:
+            raise ApiError(400, "multipart upload without a 'file' part")
+        return data, part_type, params
+    if content_type == "application/json":
+        raise ApiError(415, "send the image itself (DICOM, PNG or JPEG) or multipart/form-data; "
+                            "parameters go in X-CBMIR-* headers")
+    return body, content_type, params
+
+
+def query_upload(orthanc, engine, headers: dict, body: bytes) -> dict:
+    engine = require_engine(engine)
+    limit = engine.config.max_upload_bytes
+    if len(body) > limit:
+        raise ApiError(413, f"upload of {len(body)} bytes exceeds CBMIR.MaxUploadBytes={limit}")
+    if not body:
+        raise ApiError(400, "empty body: POST a DICOM file or a PNG/JPEG image")
+    data, content_type, raw_params = split_upload(headers, body)
+    params = parse_params(raw_params)
+    if decode.looks_like_dicom(data) or content_type == "application/dicom":
+        try:
+            frames = decode.decode_dicom_bytes(data)
+        except decode.NotAnImage as error:
+            raise ApiError(422, f"not an indexable image: {error}") from None
+        except decode.UndecodableImage as error:
+            raise ApiError(422, f"cannot decode the DICOM upload: {error}") from None
+        frame = params.frame if params.frame is not None else len(frames) // 2
+        if frame >= len(frames):
+            raise ApiError(400, f"the upload has {len(frames)} frame(s), not frame {frame}")
+        pixels = frames[frame]
+    elif content_type in PICTURE_TYPES or content_type in DICOM_TYPES:
+        try:
+            pixels = decode.read_picture_bytes(data)
+        except decode.UndecodableImage as error:
+            status = 415 if content_type in DICOM_TYPES else 422
+            raise ApiError(status, f"unsupported upload: {error}") from None
+    else:
+        raise ApiError(415, f"unsupported content type {content_type!r}: "
+                            "use application/dicom, image/png or image/jpeg")
+    if engine.target is not None and engine.model_changed():
+        raise ApiError(409, "re-index to the new model in progress; retry when done",
+                       reindex=engine.reindex_progress)
+    try:
+        vector = engine.embedder.embed_images([pixels])[0]
+    except ValueError as error:
+        raise ApiError(422, f"not an indexable image: {error}") from None
+    query = {"instance": None, "patient_id": (raw_params.get("patient_id") or None),
+             "upload_bytes": len(data), "content_type": content_type}
+    if query["patient_id"] is None:
+        params = Params(**dict(params.__dict__, exclude_same_patient=False))
+    results = find_similar(engine.active, engine.store, vector, params, query)
+    return {"query": dict(query, params=params.__dict__), "results": results}
+
+
+# -- status and re-index ---------------------------------------------------------------------
+def status(engine, ingestor=None) -> dict:
+    if engine is None:
+        raise ApiError(503, "CBMIR is not running (see the Orthanc log)")
+    result = engine.status()
+    if ingestor is not None and ingestor.seconds > 0:
+        result["ingest"] = {"processed": ingestor.processed,
+                            "images_per_second": round(ingestor.processed / ingestor.seconds, 1)}
+    return result
+
+
+def list_instances(orthanc) -> list[str]:
+    instances, since = [], 0
+    while True:
+        page = json.loads(orthanc.RestApiGet(f"/instances?since={since}&limit=1000"))
+        instances.extend(page)
+        if len(page) < 1000:
+            return instances
+        since += len(page)
+
+
+def reindex(orthanc, engine) -> dict:
+    engine = require_engine(engine)
+    if not engine.start_reindex(lambda: list_instances(orthanc)):
+        raise ApiError(409, "a re-index is already running", reindex=engine.reindex_progress)
+    return {"started": True, "reindex": engine.reindex_progress}

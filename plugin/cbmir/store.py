@@ -1,0 +1,241 @@
+"""SQLite (WAL) store of vectors, their metadata, rejected instances and plugin state.
+
+The store is the source of truth; the Annoy file is a disposable cache built
+from it. Rows carry a `generation` so that a re-index can write a complete new
+set beside the one that keeps answering, then switch in one transaction.
+UNIQUE(generation, instance, frame) makes indexing idempotent: a re-sent or
+replayed instance is never stored twice.
+"""
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+META_FIELDS = ("instance", "frame", "sop_uid", "study_uid", "series_uid", "patient_id",
+               "modality", "series_description", "study_date", "label", "orthanc_patient",
+               "orthanc_study", "orthanc_series", "model_version")
+LEVEL_COLUMNS = {"instance": "instance", "series": "orthanc_series",
+                 "study": "orthanc_study", "patient": "orthanc_patient"}
+
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS vectors (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, generation INTEGER NOT NULL,
+  {", ".join(f"{name} {'INTEGER' if name == 'frame' else 'TEXT'}" for name in META_FIELDS)},
+  vector BLOB NOT NULL, created REAL NOT NULL,
+  UNIQUE (generation, instance, frame));
+CREATE INDEX IF NOT EXISTS vectors_sop ON vectors (sop_uid);
+CREATE INDEX IF NOT EXISTS vectors_instance ON vectors (instance);
+CREATE INDEX IF NOT EXISTS vectors_study ON vectors (orthanc_study);
+CREATE INDEX IF NOT EXISTS vectors_series ON vectors (orthanc_series);
+CREATE INDEX IF NOT EXISTS vectors_patient ON vectors (orthanc_patient);
+CREATE TABLE IF NOT EXISTS rejected (
+  instance TEXT PRIMARY KEY, kind TEXT NOT NULL, reason TEXT NOT NULL, sop_uid TEXT,
+  orthanc_patient TEXT, orthanc_study TEXT, orthanc_series TEXT, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+@dataclass
+class Record:
+    """One embedded frame and what the REST answers show about it."""
+    instance: str
+    frame: int
+    vector: np.ndarray
+    sop_uid: str = ""
+    study_uid: str = ""
+    series_uid: str = ""
+    patient_id: str = ""
+    modality: str = ""
+    series_description: str = ""
+    study_date: str = ""
+    label: str = ""
+    orthanc_patient: str = ""
+    orthanc_study: str = ""
+    orthanc_series: str = ""
+    model_version: str = ""
+
+
+class Store:
+    """Thread-safe access: one SQLite connection per thread, WAL so readers never wait."""
+
+    def __init__(self, directory: str | Path):
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.path = self.directory / "cbmir.sqlite"
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+        with self._write_lock:
+            self._conn().executescript(SCHEMA)
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.row_factory = sqlite3.Row
+            self._local.conn = conn
+        return conn
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    # -- state -----------------------------------------------------------------------------
+    def get_state(self, key: str, default: str | None = None) -> str | None:
+        row = self._conn().execute("SELECT value FROM state WHERE key=?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def set_state(self, key: str, value) -> None:
+        with self._write_lock:
+            self._conn().execute("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)",
+                                 (key, str(value)))
+
+    @property
+    def active_generation(self) -> int:
+        return int(self.get_state("active_generation", "1"))
+
+    # -- vectors ---------------------------------------------------------------------------
+    def add(self, records: list[Record], generation: int) -> list[int | None]:
+        """Insert records in one transaction; ids aligned with `records` (None: already there)."""
+        inserted: list[int | None] = []
+        now = time.time()
+        columns = ("generation",) + META_FIELDS + ("vector", "created")
+        sql = (f"INSERT OR IGNORE INTO vectors ({', '.join(columns)}) "
+               f"VALUES ({', '.join('?' * len(columns))})")
+        with self._write_lock:
+            conn = self._conn()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for record in records:
+                    values = asdict(record)
+                    vector = np.asarray(values.pop("vector"), dtype=np.float32).tobytes()
+                    row = [generation] + [values[name] for name in META_FIELDS] + [vector, now]
+                    cursor = conn.execute(sql, row)
+                    inserted.append(cursor.lastrowid if cursor.rowcount else None)
+                    conn.execute("DELETE FROM rejected WHERE instance=?", (record.instance,))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return inserted
+
+    def has_instance(self, instance: str, generation: int) -> bool:
+        row = self._conn().execute("SELECT 1 FROM vectors WHERE instance=? AND generation=? LIMIT 1",
+                                   (instance, generation)).fetchone()
+        return row is not None
+
+    def rows(self, where: str, args: tuple, with_vectors: bool = False) -> list[dict]:
+        columns = "id, generation, " + ", ".join(META_FIELDS) + (", vector" if with_vectors else "")
+        result = []
+        for row in self._conn().execute(f"SELECT {columns} FROM vectors WHERE {where}", args):
+            item = dict(row)
+            if with_vectors:
+                item["vector"] = np.frombuffer(item["vector"], dtype=np.float32)
+            result.append(item)
+        return result
+
+    def instance_rows(self, instance: str, generation: int) -> list[dict]:
+        return self.rows("instance=? AND generation=? ORDER BY frame", (instance, generation), True)
+
+    def instance_for_sop(self, sop_uid: str) -> str | None:
+        row = self._conn().execute("SELECT instance FROM vectors WHERE sop_uid=? LIMIT 1",
+                                   (sop_uid,)).fetchone()
+        if row is None:
+            row = self._conn().execute("SELECT instance FROM rejected WHERE sop_uid=? LIMIT 1",
+                                       (sop_uid,)).fetchone()
+        return row[0] if row else None
+
+    def metadata(self, ids: list[int]) -> dict[int, dict]:
+        """Metadata (no vectors) for row ids, chunked below SQLite's variable limit."""
+        result: dict[int, dict] = {}
+        ids = [int(i) for i in ids]
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            for row in self.rows(f"id IN ({', '.join('?' * len(chunk))})", tuple(chunk)):
+                result[row["id"]] = row
+        return result
+
+    def vectors(self, generation: int) -> tuple[np.ndarray, np.ndarray]:
+        """All (ids, float32 matrix) of one generation, in id order."""
+        cursor = self._conn().execute(
+            "SELECT id, vector FROM vectors WHERE generation=? ORDER BY id", (generation,))
+        ids, blobs = [], []
+        for row_id, blob in cursor:
+            ids.append(row_id)
+            blobs.append(np.frombuffer(blob, dtype=np.float32))
+        if not ids:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
+        return np.asarray(ids, dtype=np.int64), np.vstack(blobs)
+
+    def instances(self, generation: int) -> list[str]:
+        return [r[0] for r in self._conn().execute(
+            "SELECT DISTINCT instance FROM vectors WHERE generation=?", (generation,))]
+
+    def delete_resource(self, level: str, orthanc_id: str) -> list[int]:
+        """Remove every vector (all generations) and rejection under an Orthanc resource."""
+        column = LEVEL_COLUMNS[level.lower()]
+        with self._write_lock:
+            conn = self._conn()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                ids = [r[0] for r in conn.execute(f"SELECT id FROM vectors WHERE {column}=?",
+                                                  (orthanc_id,))]
+                conn.execute(f"DELETE FROM vectors WHERE {column}=?", (orthanc_id,))
+                conn.execute(f"DELETE FROM rejected WHERE {column}=?", (orthanc_id,))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return ids
+
+    def activate_generation(self, generation: int) -> None:
+        """Make `generation` the answering one and drop every other, atomically."""
+        with self._write_lock:
+            conn = self._conn()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute("DELETE FROM vectors WHERE generation<>?", (generation,))
+                conn.execute("INSERT OR REPLACE INTO state (key, value) VALUES "
+                             "('active_generation', ?)", (str(generation),))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    # -- rejected --------------------------------------------------------------------------
+    def reject(self, instance: str, kind: str, reason: str, meta: dict | None = None) -> None:
+        """kind 'skipped' (not an image, other modality) or 'failed' (could not decode/embed)."""
+        meta = meta or {}
+        with self._write_lock:
+            self._conn().execute(
+                "INSERT OR REPLACE INTO rejected (instance, kind, reason, sop_uid, orthanc_patient,"
+                " orthanc_study, orthanc_series, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (instance, kind, reason[:2000], meta.get("sop_uid", ""),
+                 meta.get("orthanc_patient", ""), meta.get("orthanc_study", ""),
+                 meta.get("orthanc_series", ""), time.time()))
+
+    def rejection(self, instance: str) -> dict | None:
+        row = self._conn().execute("SELECT * FROM rejected WHERE instance=?", (instance,)).fetchone()
+        return dict(row) if row else None
+
+    def counts(self, generation: int) -> dict:
+        conn = self._conn()
+        instances, frames = conn.execute(
+            "SELECT COUNT(DISTINCT instance), COUNT(*) FROM vectors WHERE generation=?",
+            (generation,)).fetchone()
+        by_kind = dict(conn.execute("SELECT kind, COUNT(*) FROM rejected GROUP BY kind").fetchall())
+        return {"indexed": instances, "frames": frames, "failed": by_kind.get("failed", 0),
+                "skipped": by_kind.get("skipped", 0)}
+
+    def recent_failures(self, limit: int = 10) -> list[dict]:
+        return [dict(r) for r in self._conn().execute(
+            "SELECT instance, kind, reason FROM rejected WHERE kind='failed' ORDER BY at DESC "
+            "LIMIT ?", (limit,))]
