@@ -1,0 +1,145 @@
+"""The /ohif/ serving rules, without Orthanc (a fake module records the callbacks)."""
+from pathlib import Path
+
+import pytest
+
+from cbmir import static_routes
+from cbmir.config import load_config
+from cbmir.static_routes import register_static_routes, resolve_request, viewer_directory
+
+
+@pytest.fixture()
+def viewer(tmp_path: Path) -> Path:
+    (tmp_path / "index.html").write_text("<html>index</html>")
+    (tmp_path / "app-config.js").write_text("window.config = {};")
+    (tmp_path / "app.bundle.0f61.js").write_text("bundle")
+    (tmp_path / "codec.wasm").write_bytes(b"\0asm")
+    (tmp_path / "cbmir").mkdir()
+    (tmp_path / "cbmir" / "cbmir-extension.js").write_text("export default {}")
+    (tmp_path.parent / "secret.txt").write_text("secret")
+    return tmp_path
+
+
+def test_root_and_spa_routes_get_index_html(viewer):
+    for relative in ("", "viewer", "viewer/dicomweb", "notfoundstudy",
+                     "viewer/1.2.840.113619.2.55.3.604688119"):
+        resolved = resolve_request(viewer, relative)
+        assert resolved.status == 200, relative
+        assert resolved.path == (viewer / "index.html").resolve()
+        assert resolved.mime.startswith("text/html")
+
+
+def test_known_assets_are_files_with_their_mime_type(viewer):
+    assert resolve_request(viewer, "codec.wasm").mime == "application/wasm"
+    assert resolve_request(viewer, "app.bundle.0f61.js").mime.startswith("text/javascript")
+    resolved = resolve_request(viewer, "cbmir/cbmir-extension.js")
+    assert resolved.path == (viewer / "cbmir" / "cbmir-extension.js").resolve()
+
+
+def test_missing_asset_is_404_not_index_html(viewer):
+    assert resolve_request(viewer, "missing.js").status == 404
+    assert resolve_request(viewer, "assets/none.png").status == 404
+
+
+@pytest.mark.parametrize("relative", ["../secret.txt", "cbmir/../../secret.txt", "./index.html",
+                                      "a//b.js", "/etc/passwd", "..\\secret.txt", "x\x00.js", ".."])
+def test_traversal_and_odd_paths_are_refused(viewer, relative):
+    assert resolve_request(viewer, relative).status == 400
+
+
+def test_symlink_out_of_the_tree_is_refused(viewer):
+    (viewer / "link.txt").symlink_to(viewer.parent / "secret.txt")
+    assert resolve_request(viewer, "link.txt").status == 400
+
+
+def test_unbuilt_viewer_is_a_404_with_the_build_command(tmp_path):
+    resolved = resolve_request(tmp_path / "nothing", "viewer")
+    assert resolved.status == 404
+    assert "make -C viewer-extension build" in resolved.message
+
+
+def test_viewer_directory_from_config_or_default(tmp_path):
+    assert viewer_directory(load_config({})) == static_routes.DEFAULT_VIEWER_DIRECTORY
+    assert viewer_directory(load_config({"CBMIR": {"ViewerDirectory": str(tmp_path)}})) == tmp_path
+    assert viewer_directory({"ViewerDirectory": str(tmp_path)}) == tmp_path
+    assert viewer_directory({"CBMIR": {"ViewerDirectory": str(tmp_path)}}) == tmp_path
+    assert viewer_directory({}) == static_routes.DEFAULT_VIEWER_DIRECTORY
+
+
+class FakeOutput:
+    def __init__(self):
+        self.answer = None
+        self.status = None
+        self.headers = {}
+        self.not_allowed = None
+
+    def AnswerBuffer(self, data, mime):
+        self.answer = (data, mime)
+
+    def SendHttpStatus(self, status, text, length):
+        assert length == len(text.encode())
+        self.status = (status, text)
+
+    def SendMethodNotAllowed(self, allowed):
+        self.not_allowed = allowed
+
+    def SetHttpHeader(self, key, value):
+        self.headers[key] = value
+
+
+class FakeOrthanc:
+    def __init__(self):
+        self.routes = {}
+        self.explorer = []
+        self.logs = []
+
+    def RegisterRestCallback(self, regex, callback):
+        self.routes[regex] = callback
+
+    def ExtendOrthancExplorer(self, script):
+        self.explorer.append(script)
+
+    def LogWarning(self, text):
+        self.logs.append(text)
+
+
+def _call(orthanc, regex, uri, method="GET", groups=()):
+    output = FakeOutput()
+    orthanc.routes[regex](output, uri, method=method, groups=groups, headers={}, get={})
+    return output
+
+
+def test_registered_routes_serve_get_only(viewer):
+    orthanc = FakeOrthanc()
+    register_static_routes(orthanc, {"ViewerDirectory": str(viewer)})
+    assert set(orthanc.routes) == {"/ohif", "/ohif/(.*)"}
+
+    output = _call(orthanc, "/ohif", "/ohif")  # Orthanc strips the trailing slash of /ohif/
+    assert output.answer == (b"<html>index</html>", "text/html; charset=utf-8")
+    assert output.headers["Cache-Control"] == "no-cache"
+
+    output = _call(orthanc, "/ohif/(.*)", "/ohif/codec.wasm", groups=("codec.wasm",))
+    assert output.answer == (b"\0asm", "application/wasm")
+    assert "max-age" in output.headers["Cache-Control"]
+
+    output = _call(orthanc, "/ohif/(.*)", "/ohif/viewer", method="POST", groups=("viewer",))
+    assert output.not_allowed == "GET" and output.answer is None
+
+    output = _call(orthanc, "/ohif/(.*)", "/ohif/../x.js", groups=("../x.js",))
+    assert output.status[0] == 400
+
+
+def test_explorer_gets_an_open_in_ohif_button(viewer):
+    orthanc = FakeOrthanc()
+    register_static_routes(orthanc, {"ViewerDirectory": str(viewer)})
+    (script,) = orthanc.explorer
+    assert "/ohif/viewer?StudyInstanceUIDs=" in script
+    assert "#study" in script and "StudyInstanceUID" in script
+
+
+def test_missing_viewer_is_logged_not_fatal(tmp_path):
+    orthanc = FakeOrthanc()
+    register_static_routes(orthanc, {"ViewerDirectory": str(tmp_path / "none")})
+    assert any("make -C viewer-extension build" in line for line in orthanc.logs)
+    output = _call(orthanc, "/ohif/(.*)", "/ohif/viewer", groups=("viewer",))
+    assert output.status[0] == 404
