@@ -312,3 +312,18 @@ def test_demo_refuses_a_corrupted_download(empty_orthanc, stand_in, tmp_path):
     assert result.returncode == 2
     assert "MD5" in result.stderr
     assert _get(empty_orthanc, "/instances") == []
+
+
+def test_unpack_flattens_member_paths(tmp_path):
+    from cbmir.commands.demo import unpack
+    archive = tmp_path / "a.zip"
+    with zipfile.ZipFile(archive, "w") as bundle:
+        bundle.writestr("../evil.mat", b"x")
+        bundle.writestr("folder/6.mat", b"y")
+        bundle.writestr("notes.txt", b"z")
+    target = tmp_path / "out"
+    target.mkdir()
+    assert unpack(archive, target) == 2
+    assert sorted(p.name for p in target.iterdir()) == [".a.zip.unpacked", "6.mat", "evil.mat"]
+    assert not (tmp_path / "evil.mat").exists()
+    assert unpack(archive, target) == 0  # already unpacked

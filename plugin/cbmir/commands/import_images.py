@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import os
 import sys
 import threading
 from collections import Counter
@@ -27,17 +28,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_orthanc_arguments(parser)
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
 def add_orthanc_arguments(parser: argparse.ArgumentParser) -> None:
     """Options shared with `cbmir demo`."""
     parser.add_argument("--url", required=True, help="Orthanc base URL, e.g. http://localhost:8042")
-    parser.add_argument("--user", help="Orthanc user (HTTP basic auth)")
-    parser.add_argument("--password", help="Orthanc password")
+    parser.add_argument("--user", default=os.environ.get("ORTHANC_USER"),
+                        help="Orthanc user for HTTP basic auth (default: $ORTHANC_USER)")
+    parser.add_argument("--password", default=os.environ.get("ORTHANC_PASSWORD"),
+                        help="Orthanc password (default: $ORTHANC_PASSWORD, kept out of `ps`)")
     parser.add_argument("--label-tag", default=dicomize.DEFAULT_LABEL_TAG,
                         help="tag that carries the label: keyword or group,element "
                              "(default ImageComments = 0020,4000)")
-    parser.add_argument("--limit", type=int, help="import at most N images")
+    parser.add_argument("--limit", type=_positive_int, help="import at most N images")
     parser.add_argument("--splits", help="only these splits, comma separated (e.g. fold1,fold2)")
-    parser.add_argument("--workers", type=int, default=4, help="parallel uploads (default 4)")
+    parser.add_argument("--workers", type=_positive_int, default=4, help="parallel uploads (default 4)")
     parser.add_argument("--timeout", type=float, default=60.0, help="HTTP timeout in seconds")
 
 
