@@ -1,7 +1,9 @@
 """`cbmir import` and `cbmir demo` against a real Orthanc started here.
 
-Importing needs no CBMIR plugin, so a plain Orthanc (own ports, own data folder,
-basic auth on) is started by a small helper local to this file. The demo runs
+Importing needs no CBMIR plugin, so most tests use a plain Orthanc (own ports, own
+data folder, basic auth on) started by a small helper local to this file: they stay
+independent of the plugin's state. One end-to-end test uses the project's
+`make_server` fixture (Orthanc + CBMIR plugin) to show imports get indexed. The demo runs
 against a stand-in figshare server (http.server in a thread) that serves a fake
 record and zips of synthetic .mat files.
 """
@@ -327,3 +329,19 @@ def test_unpack_flattens_member_paths(tmp_path):
     assert sorted(p.name for p in target.iterdir()) == [".a.zip.unpacked", "6.mat", "evil.mat"]
     assert not (tmp_path / "evil.mat").exists()
     assert unpack(archive, target) == 0  # already unpacked
+
+
+def test_imported_images_are_indexed_by_the_cbmir_plugin(make_server, figshare_manifest):
+    """End to end with the project's own fixture: a real Orthanc WITH the CBMIR plugin."""
+    server = make_server("cbmir-import")
+    manifest, chosen = figshare_manifest
+    result = _cbmir("import", "--manifest", str(manifest), "--url", server.url,
+                    "--user", server.auth[0], "--password", server.auth[1])
+    assert result.returncode == 0, result.stderr
+    status = server.wait_idle()
+    assert status["indexed"] == 12 and status["failed"] == 0
+    instance = server.get("/instances").json()[0]
+    answer = server.get(f"/cbmir/similar/{instance}?exclude_same_patient=false&group_by=instance&k=20")
+    assert answer.status_code == 200, answer.text
+    labels = {hit["label"] for hit in answer.json()["results"]}
+    assert labels == {"meningioma", "glioma", "pituitary"}  # read from ImageComments
