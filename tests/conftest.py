@@ -1,0 +1,88 @@
+"""Shared fixtures. The Orthanc ones start a REAL Orthanc with the real CBMIR plugin.
+
+Fixtures for other test writers (all documented in tests/orthanc_server.py):
+- `model_path` (session): models/default.onnx when it loads, else a random tiny
+  ONNX model exported with torch into a tmp dir (tests never depend on quality).
+- `orthanc` (session): a started `OrthancServer` (own ports, own storage, user
+  "cbmir" / "cbmir-test-password"); `orthanc.url`, `.auth`, `.dicom_port`,
+  `.get/.post/.delete`, `.upload(bytes|path)`, `.storescu(paths)`, `.wait_idle()`.
+  Its CBMIR section uses RebuildThreshold 16 and MaxUploadBytes 4 MiB so tests
+  exercise the Annoy tier and the 413 answer.
+- `wait_idle(server)`: helper function; blocks until /cbmir/status shows nothing
+  pending and every change logged so far processed.
+- `make_server(**cbmir)` (function): factory for extra servers a test may kill,
+  restart or misconfigure; all are stopped at the end of the test.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from orthanc_server import ORTHANC, OrthancServer
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_MODEL = REPO / "models" / "default.onnx"
+SESSION_CBMIR = {"RebuildThreshold": 16, "MaxUploadBytes": 4 * 1024 * 1024}
+
+
+def wait_idle(server: OrthancServer, timeout: float = 120) -> dict:
+    return server.wait_idle(timeout)
+
+
+def _needs_orthanc():
+    if not Path(ORTHANC).exists():
+        pytest.skip("Orthanc is not installed (/usr/sbin/Orthanc): run scripts/install-system.sh test")
+
+
+@pytest.fixture(scope="session")
+def model_path(tmp_path_factory) -> Path:
+    if DEFAULT_MODEL.is_file():
+        try:
+            from cbmir.embed import Embedder
+            Embedder(DEFAULT_MODEL, threads=1)
+            return DEFAULT_MODEL
+        except Exception:  # a half-written or incompatible model: fall back to the tiny one
+            pass
+    pytest.importorskip("torch", reason="torch is needed to export the tiny test model")
+    from support.tiny_model import export_tiny_model
+    return export_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """Always the random tiny model (fast; for tests that swap models)."""
+    pytest.importorskip("torch", reason="torch is needed to export the tiny test model")
+    from support.tiny_model import export_tiny_model
+    return export_tiny_model(tmp_path_factory.mktemp("tiny-model-only"))
+
+
+@pytest.fixture(scope="session")
+def orthanc(tmp_path_factory, model_path):
+    _needs_orthanc()
+    server = OrthancServer(tmp_path_factory.mktemp("orthanc-session"), model_path=model_path,
+                           cbmir=SESSION_CBMIR)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def make_server(tmp_path, model_path):
+    _needs_orthanc()
+    servers = []
+
+    def make(name: str = "server", model=model_path, cbmir: dict | None = None,
+             overrides: dict | None = None, start: bool = True) -> OrthancServer:
+        server = OrthancServer(tmp_path / name, model_path=model, cbmir=cbmir, overrides=overrides)
+        servers.append(server)
+        return server.start() if start else server
+
+    yield make
+    for server in servers:
+        try:
+            server.stop(timeout=20)
+        except Exception:
+            server.kill()
+    shutil.rmtree(tmp_path, ignore_errors=True)

@@ -1,0 +1,50 @@
+"""Query-argument parsing and the dedupe queue behind ingest and catch-up."""
+import threading
+
+import pytest
+
+from cbmir.search import ApiError, parse_params
+from cbmir.workqueue import WorkQueue
+
+
+def test_defaults_follow_the_api_contract():
+    params = parse_params({})
+    assert (params.k, params.exclude_same_patient, params.group_by) == (10, True, "study")
+
+
+@pytest.mark.parametrize("args", [{"k": "abc"}, {"k": "0"}, {"k": "100000"},
+                                  {"group_by": "series"}, {"exclude_same_patient": "maybe"},
+                                  {"frame": "-1"}])
+def test_bad_arguments_are_a_400_naming_the_argument(args):
+    with pytest.raises(ApiError) as caught:
+        parse_params(args)
+    assert caught.value.status == 400 and list(args)[0] in caught.value.message
+
+
+def test_flags_and_filters_are_read():
+    params = parse_params({"k": "3", "exclude_same_patient": "false", "group_by": "INSTANCE",
+                           "label": "glioma", "modality": "MR"})
+    assert (params.k, params.exclude_same_patient, params.group_by) == (3, False, "instance")
+    assert (params.label, params.modality) == ("glioma", "MR")
+
+
+def test_the_queue_holds_an_instance_once_and_reports_when_it_is_done():
+    queue = WorkQueue()
+    for _ in range(3):
+        queue.put("a")
+    queue.put("b")
+    assert queue.pending() == 2
+    batch = queue.get_batch(10, timeout=0.1)
+    assert [i for i, _ in batch] == ["a", "b"] and queue.is_pending("a")
+    assert not queue.wait_done(["a"], timeout=0.1)
+    threading.Timer(0.1, queue.done, args=(["a", "b"],)).start()
+    assert queue.wait_done(["a"], timeout=5) and queue.pending() == 0
+
+
+def test_a_forced_put_upgrades_a_queued_item_and_stop_wakes_waiters():
+    queue = WorkQueue()
+    queue.put("a")
+    queue.put("a", force=True)
+    assert queue.get_batch(1, 0.1) == [("a", True)]
+    threading.Timer(0.1, queue.stop).start()
+    assert queue.wait_done(["a"]) is False

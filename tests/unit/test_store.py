@@ -1,0 +1,80 @@
+"""SQLite store: idempotent inserts, deletions per Orthanc level, generations, rejections."""
+import numpy as np
+
+from cbmir.store import Record, Store
+
+
+def record(instance, frame=0, study="st1", patient="pa1", series="se1", value=1.0):
+    vector = np.full(4, value, dtype=np.float32)
+    return Record(instance=instance, frame=frame, vector=vector / np.linalg.norm(vector),
+                  sop_uid=f"1.2.{instance}", study_uid=f"1.3.{study}", patient_id=patient,
+                  orthanc_study=study, orthanc_patient=patient, orthanc_series=series,
+                  modality="MR", label="glioma", model_version="m1")
+
+
+def test_a_re_sent_instance_is_stored_once(tmp_path):
+    store = Store(tmp_path)
+    first = store.add([record("a"), record("a", 1)], 1)
+    again = store.add([record("a"), record("a", 1)], 1)
+    assert all(i is not None for i in first) and again == [None, None]
+    assert store.counts(1) == {"indexed": 1, "frames": 2, "failed": 0, "skipped": 0}
+
+
+def test_vectors_round_trip_in_id_order(tmp_path):
+    store = Store(tmp_path)
+    store.add([record("a", value=1.0), record("b", value=2.0)], 1)
+    ids, matrix = store.vectors(1)
+    assert list(ids) == sorted(ids) and matrix.shape == (2, 4)
+    assert np.allclose(np.linalg.norm(matrix, axis=1), 1.0)
+    rows = store.instance_rows("a", 1)
+    assert rows[0]["label"] == "glioma" and rows[0]["vector"].shape == (4,)
+
+
+def test_deleting_a_study_removes_its_vectors_and_rejections_only(tmp_path):
+    store = Store(tmp_path)
+    store.add([record("a", study="s1"), record("b", study="s1"), record("c", study="s2")], 1)
+    store.reject("d", "failed", "truncated", {"orthanc_study": "s1"})
+    removed = store.delete_resource("study", "s1")
+    assert len(removed) == 2
+    assert store.instances(1) == ["c"] and store.rejection("d") is None
+    assert len(store.delete_resource("patient", "pa1")) == 1
+
+
+def test_activating_a_generation_drops_the_others(tmp_path):
+    store = Store(tmp_path)
+    store.add([record("a")], 1)
+    store.add([record("a"), record("b")], 2)
+    assert store.active_generation == 1
+    store.activate_generation(2)
+    assert store.active_generation == 2 and store.counts(2)["indexed"] == 2
+    assert store.counts(1)["indexed"] == 0
+
+
+def test_storing_an_instance_clears_its_old_rejection(tmp_path):
+    store = Store(tmp_path)
+    store.reject("a", "failed", "decoder crashed")
+    assert store.counts(1)["failed"] == 1
+    store.add([record("a")], 1)
+    assert store.rejection("a") is None and store.counts(1)["failed"] == 0
+
+
+def test_sop_uids_resolve_to_instances_including_rejected_ones(tmp_path):
+    store = Store(tmp_path)
+    store.add([record("a")], 1)
+    store.reject("sr", "skipped", "no pixel data", {"sop_uid": "9.9"})
+    assert store.instance_for_sop("1.2.a") == "a"
+    assert store.instance_for_sop("9.9") == "sr"
+    assert store.instance_for_sop("7.7") is None
+
+
+def test_row_ids_are_never_reused_after_a_delete(tmp_path):
+    store = Store(tmp_path)
+    (first,) = store.add([record("a")], 1)
+    store.delete_resource("instance", "a")
+    (second,) = store.add([record("b")], 1)
+    assert second > first
+
+
+def test_state_survives_reopening(tmp_path):
+    Store(tmp_path).set_state("changes_checkpoint", 42)
+    assert Store(tmp_path).get_state("changes_checkpoint") == "42"
