@@ -26,6 +26,8 @@ const rules = [
   { name: 'index.html PUBLIC_URL', files: [path.join(out, 'index.html')], from: 'window.PUBLIC_URL="/"', to: `window.PUBLIC_URL="${base}"` },
   { name: 'index.html href', files: [path.join(out, 'index.html')], from: 'href="/', to: `href="${base}` },
   { name: 'index.html src', files: [path.join(out, 'index.html')], from: 'src="/', to: `src="${base}` },
+  // Browsers fetch the web-app manifest without credentials unless told: behind Orthanc's basic auth it is a 401.
+  { name: 'index.html manifest credentials', files: [path.join(out, 'index.html')], from: '<link rel="manifest" ', to: '<link rel="manifest" crossorigin="use-credentials" ' },
   { name: 'index.html meta content', files: [path.join(out, 'index.html')], from: 'content="/assets/', to: `content="${base}assets/`, optional: true },
   { name: 'webpack public path', files: topLevel('.js'), from: '__webpack_require__.p = "/";', to: `__webpack_require__.p = "${base}";`, mustInclude: /^app\.bundle\./ },
   { name: 'CSS url(/...)', files: topLevel('.css'), from: 'url(/', to: `url(${base}` },

@@ -20,7 +20,12 @@ export default function SimilarCasesView({
   ensureStyles();
   const shown = state.status === 'results' ? state : state.status === 'loading' ? state.previous : null;
   return (
-    <div className="cbmir-panel" data-testid="cbmir-panel" data-state={state.status}>
+    <div
+      className="cbmir-panel"
+      data-testid="cbmir-panel"
+      data-state={state.status}
+      data-query-sop={image?.sopInstanceUid || ''}
+    >
       <div className="cbmir-header">
         <div className="cbmir-title">Similar cases</div>
         <div className="cbmir-subtitle" title={image?.sopInstanceUid || ''}>
@@ -94,7 +99,7 @@ function ResultCard({ group, onOpen, thumbnailUrl }) {
       data-study-instance-uid={group.studyInstanceUid ?? ''}
       data-sop-instance-uid={hit.sop_instance_uid ?? ''}
     >
-      <div className="cbmir-thumb">{src ? <img src={src} alt="" loading="lazy" /> : null}</div>
+      <div className="cbmir-thumb">{src ? <img src={src} alt="" /> : null}</div>
       <div className="cbmir-meta">
         <div className="cbmir-row">
           <span className={`cbmir-label${group.label ? '' : ' cbmir-unlabelled'}`}>{group.label || 'unlabelled'}</span>

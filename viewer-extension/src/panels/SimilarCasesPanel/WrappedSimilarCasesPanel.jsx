@@ -1,6 +1,7 @@
 import React, { useCallback, useEffect, useMemo, useReducer, useRef, useState } from 'react';
 import CbmirClient from '../../client/CbmirClient.js';
 import trackActiveImage from '../../utils/trackActiveImage.js';
+import labelsFromStatus from '../../utils/labelsFromStatus.js';
 import studyLocation from '../../utils/studyLocation.js';
 import { initialState, makeRequestKey, panelReducer } from '../../utils/panelState.js';
 import SimilarCasesView from './SimilarCasesView.jsx';
@@ -21,6 +22,16 @@ export default function WrappedSimilarCasesPanel({ servicesManager, commandsMana
   const [state, dispatch] = useReducer(panelReducer, initialState);
 
   useEffect(() => trackActiveImage(servicesManager.services, setImage), [servicesManager]);
+
+  // The label filter offers the model's labels from the start, not only those answers have named.
+  useEffect(() => {
+    const abort = new AbortController();
+    client
+      .status({ signal: abort.signal })
+      .then(status => setSeenLabels(previous => _union(previous, labelsFromStatus(status))))
+      .catch(() => {}); // the similar-cases query reports what is wrong
+    return () => abort.abort();
+  }, [client]);
 
   // Scrolling fires a slice event per image: ask only once the slice on screen settles.
   useEffect(() => {

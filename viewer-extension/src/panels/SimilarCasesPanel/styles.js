@@ -20,7 +20,7 @@ const CSS = `
 .cbmir-stale{opacity:.5}
 .cbmir-result{display:flex;gap:8px;background:#0d1117;border:1px solid #1f2937;border-radius:4px;padding:6px}
 .cbmir-thumb{flex:0 0 72px;height:72px;background:#000;display:flex;align-items:center;justify-content:center;overflow:hidden;border-radius:2px}
-.cbmir-thumb img{max-width:72px;max-height:72px}
+.cbmir-thumb img{display:block;width:72px;height:72px;max-width:none;object-fit:contain}
 .cbmir-meta{flex:1;min-width:0;display:flex;flex-direction:column;gap:2px}
 .cbmir-row{display:flex;justify-content:space-between;align-items:center;gap:6px}
 .cbmir-label{font-weight:600;color:#5acce6;text-transform:capitalize}

@@ -1,0 +1,148 @@
+// End-to-end check of the "Similar cases" panel in headless Chromium, against OHIF served by a real
+// Orthanc with the CBMIR plugin. Driven by tests/viewer/test_viewer_e2e.py.
+//
+// Usage: node similar_cases_e2e.mjs <spec.json>
+//   spec: {baseUrl, user, password, studyInstanceUid, filterLabel, screenshot, chromium, timeoutMs}
+// Prints one JSON line (prefixed "E2E-RESULT ") with what it saw; assertions are the caller's.
+import { createRequire } from 'node:module';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+// playwright-core is a devDependency of the extension (never a downloaded browser: Debian's chromium).
+const require = createRequire(path.join(here, '..', '..', 'viewer-extension', 'package.json'));
+const { chromium } = require('playwright-core');
+
+const spec = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'));
+const timeout = spec.timeoutMs || 60000;
+const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'cbmir-e2e-profile-'));
+const seen = { consoleErrors: [], pageErrors: [], steps: [] };
+const step = name => {
+  seen.steps.push(name);
+  console.error(`e2e: ${name}`);
+};
+
+const context = await chromium.launchPersistentContext(profile, {
+  executablePath: spec.chromium || '/usr/bin/chromium',
+  headless: true,
+  args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
+    '--disable-sync', '--no-first-run'],
+  httpCredentials: { username: spec.user, password: spec.password },
+  viewport: { width: 1400, height: 900 },
+});
+try {
+  const page = context.pages()[0] || (await context.newPage());
+  page.setDefaultTimeout(timeout);
+  page.on('console', message => {
+    if (message.type() === 'error') {
+      seen.consoleErrors.push(message.text().slice(0, 300));
+    }
+  });
+  page.on('pageerror', error => seen.pageErrors.push(String(error?.message || error).slice(0, 300)));
+
+  step('open the study');
+  await page.goto(`${spec.baseUrl}/ohif/viewer?StudyInstanceUIDs=${spec.studyInstanceUid}`);
+  await page.waitForSelector('.viewport-element canvas, [data-cy=viewport-pane] canvas');
+  await _skipTour(page);
+
+  step('open the panel');
+  await page.click('[data-cy=similarCases-btn]');
+  const panel = page.locator('[data-testid=cbmir-panel]');
+  await panel.waitFor();
+  await page.waitForSelector('[data-testid=cbmir-panel][data-state=results] [data-testid=cbmir-result]');
+  await _thumbnailsLoaded(page);
+  seen.results = await _results(page);
+  seen.summary = await page.locator('[data-testid=cbmir-summary]').innerText();
+  seen.excludeSamePatientDefault = await page.locator('[data-testid=cbmir-exclude-same-patient]').isChecked();
+
+  step('screenshot');
+  await _skipTour(page);
+  fs.mkdirSync(path.dirname(spec.screenshot), { recursive: true });
+  await page.screenshot({ path: spec.screenshot });
+
+  if (spec.filterLabel) {
+    step(`filter on ${spec.filterLabel}`);
+    await page.selectOption('[data-testid=cbmir-label-filter]', spec.filterLabel);
+    await page.waitForFunction(label => {
+      const root = document.querySelector('[data-testid=cbmir-panel]');
+      const cards = [...document.querySelectorAll('[data-testid=cbmir-result]')];
+      return root?.dataset.state === 'results' && cards.length && cards.every(c => c.dataset.label === label);
+    }, spec.filterLabel);
+    seen.filtered = await _results(page);
+    await page.selectOption('[data-testid=cbmir-label-filter]', '');
+    await page.waitForSelector('[data-testid=cbmir-panel][data-state=results]');
+  }
+
+  step('open the first result');
+  const first = page.locator('[data-testid=cbmir-result]').first();
+  const target = await first.getAttribute('data-study-instance-uid');
+  const targetSop = await first.getAttribute('data-sop-instance-uid');
+  const studyLoaded = page.waitForResponse(
+    response => response.url().includes(`/dicom-web/studies/${target}/`) && response.ok()
+  );
+  await first.locator('[data-testid=cbmir-open]').click();
+  await studyLoaded;
+  await page.waitForFunction(uid => new URL(location.href).searchParams.get('StudyInstanceUIDs') === uid, target);
+  await page.waitForSelector('.viewport-element canvas, [data-cy=viewport-pane] canvas');
+  seen.opened = { studyInstanceUid: target, sopInstanceUid: targetSop };
+  seen.landedUrl = page.url();
+
+  step('the panel follows the new study');
+  await _skipTour(page);
+  if (!(await panel.count())) {
+    await page.click('[data-cy=similarCases-btn]');
+  }
+  await page.waitForFunction(
+    sop => document.querySelector('[data-testid=cbmir-panel]')?.dataset.querySop === sop,
+    targetSop
+  );
+  seen.queryAfterOpen = await panel.getAttribute('data-query-sop');
+  seen.ok = true;
+} catch (error) {
+  seen.ok = false;
+  seen.error = String(error?.stack || error);
+  try {
+    const page = context.pages()[0];
+    const failure = spec.screenshot.replace(/\.png$/, '') + '.failure.png';
+    await page?.screenshot({ path: failure });
+    seen.failureScreenshot = failure;
+  } catch {
+    // nothing more to keep
+  }
+} finally {
+  await context.close();
+  fs.rmSync(profile, { recursive: true, force: true });
+}
+console.log(`E2E-RESULT ${JSON.stringify(seen)}`);
+process.exit(seen.ok ? 0 : 1);
+
+async function _skipTour(page) {
+  const skip = page.getByText('Skip all', { exact: true });
+  if (await skip.count()) {
+    await skip.first().click().catch(() => {});
+  }
+}
+
+async function _thumbnailsLoaded(page) {
+  await page
+    .waitForFunction(
+      () => [...document.querySelectorAll('[data-testid=cbmir-result] img')].every(img => img.complete && img.naturalWidth > 0),
+      null,
+      { timeout: 15000 }
+    )
+    .catch(() => {});
+}
+
+async function _results(page) {
+  return page.$$eval('[data-testid=cbmir-result]', cards =>
+    cards.map(card => ({
+      label: card.dataset.label || null,
+      studyInstanceUid: card.dataset.studyInstanceUid,
+      sopInstanceUid: card.dataset.sopInstanceUid,
+      hasOpen: !!card.querySelector('[data-testid=cbmir-open]'),
+      thumbnailLoaded: !!card.querySelector('img') && card.querySelector('img').naturalWidth > 0,
+    }))
+  );
+}
