@@ -5,9 +5,12 @@ or when instances arrive while the plugin is off. The /changes log is Orthanc's
 own durable record, so replaying it from the last checkpoint (stored in our
 SQLite) catches up everything. The checkpoint only moves after every instance of
 a page has been processed (or recorded as rejected), so a kill -9 at any moment
-replays, and the store's uniqueness makes the replay idempotent. Deletions are
-applied in log order, after earlier instances of the same page are done, so a
-late insert can never resurrect a deleted image.
+replays, and the store's uniqueness makes the replay idempotent.
+
+Deletions are not in Orthanc's /changes log (deleting a resource also removes
+its changes), so they arrive through the OnChange DELETED callback
+(`on_deleted`), and `reconcile` drops, at every start, whatever was deleted while
+the plugin was off or killed.
 """
 from __future__ import annotations
 
@@ -19,8 +22,9 @@ PAGE = 200
 
 
 class ChangeFollower:
-    def __init__(self, orthanc, engine):
+    def __init__(self, orthanc, engine, list_instances):
         self.orthanc = orthanc
+        self.list_instances = list_instances
         self.engine = engine
         self.wake = threading.Event()
         self.thread: threading.Thread | None = None
@@ -39,8 +43,27 @@ class ChangeFollower:
         """Called from the OnChange callback: new or deleted resources to look at."""
         self.wake.set()
 
+    def on_deleted(self, level: str, resource: str) -> None:
+        removed = self.engine.delete(level, resource)
+        if removed:
+            self.engine.log(f"CBMIR: {level} {resource} deleted, {removed} vector(s) removed")
+
+    def reconcile(self, list_instances) -> int:
+        """Drop stored instances that Orthanc no longer has; returns how many."""
+        existing = set(list_instances())
+        gone = [i for i in self.engine.store.all_instances() if i not in existing]
+        for instance in gone:
+            self.engine.delete("instance", instance)
+        if gone:
+            self.engine.log(f"CBMIR: {len(gone)} instance(s) deleted while CBMIR was off: removed")
+        return len(gone)
+
     def _run(self) -> None:
         queue = self.engine.queue
+        try:
+            self.reconcile(self.list_instances)
+        except Exception as error:
+            self.engine.log(f"CBMIR: start-up reconciliation failed: {error!r}")
         while not queue.stopped:
             try:
                 self.poll()
@@ -65,10 +88,7 @@ class ChangeFollower:
                 elif kind == "Deleted" and level.lower() in ("instance", "series", "study", "patient"):
                     if not self._wait(page):
                         return
-                    removed = self.engine.delete(level, resource)
-                    if removed:
-                        self.engine.log(f"CBMIR: {level} {resource} deleted, "
-                                        f"{removed} vector(s) removed")
+                    self.on_deleted(level, resource)
             if not self._wait(page):
                 return
             last = int(answer.get("Last", since))

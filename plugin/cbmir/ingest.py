@@ -140,8 +140,19 @@ class Ingestor:
         new = [(row_id, vector) for row_id, vector in zip(ids, vectors) if row_id is not None]
         if new:
             engine.added(index, [row_id for row_id, _ in new], np.stack([v for _, v in new]))
+        self.drop_deleted_meanwhile({r.instance for r in records})
         self.processed += len({r.instance for r in records})
         self.seconds += time.monotonic() - started
+
+    def drop_deleted_meanwhile(self, instances: set[str]) -> None:
+        """An instance deleted while it was being embedded must not stay indexed: its
+        DELETED callback may have run before our insert. Checked after the insert, so
+        either this check or that callback removes it."""
+        for instance in instances:
+            try:
+                self.orthanc.RestApiGet(f"/instances/{instance}")
+            except self.orthanc.OrthancException:
+                self.engine.delete("instance", instance)
 
     def load(self, instance: str) -> tuple[dict, list[np.ndarray]]:
         """Metadata and display-ready frames of a stored instance; raises Skip or errors."""

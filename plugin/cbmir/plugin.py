@@ -16,8 +16,15 @@ from .engine import Engine
 from .ingest import Ingestor
 
 
+def resource_levels(orthanc) -> dict:
+    kinds = orthanc.ResourceType
+    return {kinds.PATIENT: "patient", kinds.STUDY: "study", kinds.SERIES: "series",
+            kinds.INSTANCE: "instance"}
+
+
 def register(orthanc) -> dict:
     log = orthanc.LogWarning
+    LEVELS = resource_levels(orthanc)  # noqa: N806 - a constant for this registration
     try:
         config = load_config(json.loads(orthanc.GetConfiguration()))
     except ConfigError as error:
@@ -25,7 +32,7 @@ def register(orthanc) -> dict:
         raise
     engine = Engine(config, log=log)
     ingestor = Ingestor(orthanc, engine)
-    follower = ChangeFollower(orthanc, engine)
+    follower = ChangeFollower(orthanc, engine, lambda: routes.list_instances(orthanc))
     state = {"engine": engine, "ingestor": ingestor, "follower": follower}
 
     def on_started():
@@ -55,8 +62,10 @@ def register(orthanc) -> dict:
                 on_started()
             elif change_type == orthanc.ChangeType.ORTHANC_STOPPED:
                 on_stopped()
-            elif change_type in (orthanc.ChangeType.NEW_INSTANCE, orthanc.ChangeType.DELETED):
+            elif change_type == orthanc.ChangeType.NEW_INSTANCE:
                 follower.notify()
+            elif change_type == orthanc.ChangeType.DELETED:
+                follower.on_deleted(LEVELS.get(level, "instance"), resource_id)
         except Exception as error:  # never let a callback take Orthanc down
             orthanc.LogError(f"CBMIR: change callback failed: {error!r}")
 

@@ -8,6 +8,8 @@ arguments so the wiring in plugin.py stays one line per route.
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import email.parser
 import email.policy
 import json
@@ -112,7 +114,11 @@ def similar(orthanc, engine, identifier: str, args: dict) -> dict:
 
 # -- POST /cbmir/query -----------------------------------------------------------------------
 def split_upload(headers: dict, body: bytes) -> tuple[bytes, str, dict]:
-    """Body -> (file bytes, content type, parameters) from a raw or multipart upload."""
+    """Body -> (file bytes, content type, parameters).
+
+    Raw image bodies take parameters from X-CBMIR-* headers; a JSON body carries the
+    image in base64 plus the parameters. Orthanc 1.10 answers multipart/form-data
+    POSTs itself (its uploader), so multipart only reaches newer Orthanc versions."""
     content_type = (headers.get("content-type") or "").split(";")[0].strip().lower()
     params = {k[len(HEADER_PREFIX):].replace("-", "_"): v for k, v in headers.items()
               if k.lower().startswith(HEADER_PREFIX)}
@@ -131,8 +137,16 @@ def split_upload(headers: dict, body: bytes) -> tuple[bytes, str, dict]:
             raise ApiError(400, "multipart upload without a 'file' part")
         return data, part_type, params
     if content_type == "application/json":
-        raise ApiError(415, "send the image itself (DICOM, PNG or JPEG) or multipart/form-data; "
-                            "parameters go in X-CBMIR-* headers")
+        try:
+            document = json.loads(body)
+            data = base64.b64decode(document.pop("image"), validate=True)
+        except (ValueError, KeyError, TypeError, AttributeError, binascii.Error):
+            raise ApiError(400, "a JSON body must be an object with 'image' (base64 DICOM, "
+                                "PNG or JPEG) and optional parameters") from None
+        params.update({k: str(v).lower() if isinstance(v, bool) else str(v)
+                       for k, v in document.items()})
+        kind = "application/dicom" if decode.looks_like_dicom(data) else ""
+        return data, kind, params
     return body, content_type, params
 
 

@@ -179,6 +179,12 @@ class Store:
         return [r[0] for r in self._conn().execute(
             "SELECT DISTINCT instance FROM vectors WHERE generation=?", (generation,))]
 
+    def all_instances(self) -> set[str]:
+        """Every instance the store knows, in any generation or as rejected."""
+        conn = self._conn()
+        return ({r[0] for r in conn.execute("SELECT DISTINCT instance FROM vectors")}
+                | {r[0] for r in conn.execute("SELECT instance FROM rejected")})
+
     def delete_resource(self, level: str, orthanc_id: str) -> list[int]:
         """Remove every vector (all generations) and rejection under an Orthanc resource."""
         column = LEVEL_COLUMNS[level.lower()]
