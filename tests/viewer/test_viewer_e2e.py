@@ -1,0 +1,116 @@
+"""End to end: OHIF served by the real Orthanc + CBMIR plugin, driven in headless Chromium.
+
+Opens a labelled study in /ohif/viewer, opens the "Similar cases" panel, checks that the results carry
+the labels of the imported data, that the label filter narrows them, and that "Open" lands in the
+chosen study (and the panel follows it). Saves docs/images/similar-cases-panel.png for the README.
+
+Needs: Debian's chromium (/usr/bin/chromium), node, the built viewer (`make -C viewer-extension build`,
+which `make test` runs first, installs playwright-core) and ../shared/data/figshare-cheng.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+VIEWER = REPO / "viewer-extension"
+DRIVER = Path(__file__).with_name("similar_cases_e2e.mjs")
+MANIFEST = REPO.parent / "shared" / "data" / "figshare-cheng" / "manifest.csv"
+CHROMIUM = os.environ.get("CBMIR_CHROMIUM", "/usr/bin/chromium")
+SCREENSHOT = Path(os.environ.get("CBMIR_SCREENSHOT", REPO / "docs" / "images" / "similar-cases-panel.png"))
+PER_LABEL = 15
+QUERY_LABEL = "glioma"
+FILTER_LABEL = "meningioma"
+
+pytestmark = [pytest.mark.orthanc, pytest.mark.viewer]
+
+
+def _requirements() -> str | None:
+    if not Path(CHROMIUM).exists():
+        return f"no Chromium at {CHROMIUM} (apt-get install chromium)"
+    if shutil.which("node") is None:
+        return "node is not installed"
+    if not (VIEWER / "node_modules" / "playwright-core").is_dir():
+        return "playwright-core is not installed: run `make -C viewer-extension build`"
+    if not (VIEWER / "dist" / "index.html").is_file():
+        return "the viewer is not built: run `make -C viewer-extension build`"
+    if not MANIFEST.is_file():
+        return f"labelled data not found: {MANIFEST} (figshare-cheng from ../shared/data)"
+    return None
+
+
+@pytest.fixture(scope="module")
+def labelled_studies(orthanc):
+    """Import PER_LABEL figshare JPGs per label as DICOM; {StudyInstanceUID: label} once indexed."""
+    reason = _requirements()
+    if reason:
+        pytest.skip(reason)
+    from cbmir import sources
+    from cbmir.commands.import_images import convert
+
+    by_label = defaultdict(list)
+    for item in sources.collect(MANIFEST):
+        if item.label and len(by_label[item.label]) < PER_LABEL:
+            by_label[item.label].append(item)
+    assert {QUERY_LABEL, FILTER_LABEL} <= set(by_label), f"labels in the data: {sorted(by_label)}"
+    studies = {}
+    for label, items in sorted(by_label.items()):
+        for item in items:
+            answer = orthanc.upload(convert(item, "ImageComments", "20240101"))
+            study = orthanc.get(f"/studies/{answer['ParentStudy']}").json()
+            studies[study["MainDicomTags"]["StudyInstanceUID"]] = label
+    status = orthanc.wait_idle()
+    assert status["indexed"] >= len(studies), status
+    return studies
+
+
+def _run_driver(orthanc, study_uid: str, tmp_path: Path) -> dict:
+    spec = {"baseUrl": orthanc.url, "user": orthanc.auth[0], "password": orthanc.auth[1],
+            "studyInstanceUid": study_uid, "filterLabel": FILTER_LABEL,
+            "screenshot": str(SCREENSHOT), "chromium": CHROMIUM, "timeoutMs": 60000}
+    spec_path = tmp_path / "spec.json"
+    spec_path.write_text(json.dumps(spec))
+    process = subprocess.run(["node", str(DRIVER), str(spec_path)], capture_output=True, text=True,
+                             timeout=300, cwd=REPO)
+    lines = [line for line in process.stdout.splitlines() if line.startswith("E2E-RESULT ")]
+    assert lines, f"the driver printed no result (rc {process.returncode}):\n{process.stderr[-3000:]}"
+    seen = json.loads(lines[-1][len("E2E-RESULT "):])
+    assert seen.get("ok"), (f"failed after steps {seen.get('steps')}: {seen.get('error')}\n"
+                            f"console errors: {seen.get('consoleErrors')}\n"
+                            f"page errors: {seen.get('pageErrors')}\n"
+                            f"screenshot: {seen.get('failureScreenshot')}\n{orthanc.log_tail(2000)}")
+    return seen
+
+
+def test_similar_cases_panel_end_to_end(orthanc, labelled_studies, tmp_path):
+    query_study = next(uid for uid, label in labelled_studies.items() if label == QUERY_LABEL)
+    seen = _run_driver(orthanc, query_study, tmp_path)
+
+    results = seen["results"]
+    assert results, "the panel showed no results"
+    assert all(result["hasOpen"] for result in results)
+    assert query_study not in {result["studyInstanceUid"] for result in results}
+    ours = [result for result in results if result["studyInstanceUid"] in labelled_studies]
+    assert len(ours) >= min(5, len(results)), "the results are not the imported studies"
+    for result in ours:  # each label shown is the label of that study in the data
+        assert result["label"] == labelled_studies[result["studyInstanceUid"]], result
+    assert all(result["thumbnailLoaded"] for result in results)
+
+    assert seen["excludeSamePatientDefault"] is True
+    assert f"of {len(results)} similar case" in seen["summary"]
+    assert "not a diagnosis" in seen["summary"]
+
+    assert seen["filtered"] and all(result["label"] == FILTER_LABEL for result in seen["filtered"])
+
+    opened = seen["opened"]["studyInstanceUid"]
+    assert f"StudyInstanceUIDs={opened}" in seen["landedUrl"]
+    assert "/ohif/viewer?" in seen["landedUrl"]
+    assert seen["queryAfterOpen"] == seen["opened"]["sopInstanceUid"]
+    assert not seen["pageErrors"], seen["pageErrors"]
+    assert SCREENSHOT.is_file() and SCREENSHOT.stat().st_size > 10_000
