@@ -19,13 +19,14 @@ const mode = {
     return wrapModeWithPanel(instance, {
       panelId: PANEL_ID,
       extensionId,
+      // Built beside this file (tools/build-extension.mjs): the URL OHIF can import the extension from.
+      extensionKey: new URL('./cbmir-extension.js', import.meta.url).pathname,
       extensionVersion: version,
       id: '@orthanc-cbmir/mode-similar-cases',
       routeName: modeConfiguration.routeName || 'similar',
       displayName: modeConfiguration.displayName || 'Similar cases',
     });
   },
-  extensionDependencies: { [extensionId]: `^${version}` },
 };
 
 export default mode;

@@ -3,7 +3,10 @@
  * the right and which depends on the extension that provides it. Used by the runtime mode for OHIF
  * versions before 3.13, where app-config cannot add a panel to the stock modes.
  */
-export default function wrapModeWithPanel(baseMode, { panelId, extensionId, extensionVersion, id, routeName, displayName }) {
+export default function wrapModeWithPanel(
+  baseMode,
+  { panelId, extensionId, extensionKey, extensionVersion, id, routeName, displayName }
+) {
   if (!baseMode || !Array.isArray(baseMode.routes)) {
     throw new TypeError('wrapModeWithPanel needs a mode instance with routes');
   }
@@ -12,7 +15,8 @@ export default function wrapModeWithPanel(baseMode, { panelId, extensionId, exte
     id: id ?? baseMode.id,
     routeName: routeName ?? baseMode.routeName,
     displayName: displayName ?? baseMode.displayName,
-    extensions: { ...(baseMode.extensions || {}), [extensionId]: `^${extensionVersion}` },
+    // OHIF imports every key of `extensions` when the mode starts: a URL loads, a bare id would not.
+    extensions: { ...(baseMode.extensions || {}), [extensionKey || extensionId]: `^${extensionVersion}` },
     routes: baseMode.routes.map(route => ({
       ...route,
       layoutTemplate: (...args) => _withPanel(route.layoutTemplate(...args), panelId),

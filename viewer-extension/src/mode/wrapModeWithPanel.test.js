@@ -41,6 +41,12 @@ test('adds the panel to every layout and the extension to the dependencies', () 
   assert.equal(mode.isValidMode().valid, true);
 });
 
+test('the dependency is keyed by the extension URL when given', () => {
+  const mode = wrapModeWithPanel(baseMode(), { ...options, extensionKey: '/ohif/cbmir/cbmir-extension.js' });
+  assert.equal(mode.extensions['/ohif/cbmir/cbmir-extension.js'], '^0.1.0');
+  assert.equal(mode.extensions.ext, undefined);
+});
+
 test('does not add the panel twice; copes with a layout without right panels', () => {
   const base = baseMode();
   base.routes.push({ path: 'x', layoutTemplate: () => ({ id: 'l', props: {} }) });
