@@ -119,12 +119,17 @@ def explorer_script(prefix: str = PREFIX) -> str:
 """ % {"prefix": prefix}
 
 
-def register_static_routes(orthanc, config) -> Path:
-    """Serve the viewer under /ohif/ (GET only) and extend Orthanc Explorer. Returns the directory."""
+def register_static_routes(orthanc, config) -> Path | None:
+    """Serve the viewer under /ohif/ (GET only) and extend Orthanc Explorer; returns the directory.
+
+    Nothing is registered when the viewer is not built: /ohif/ then stays free for a site's own
+    viewer (e.g. the Orthanc OHIF plugin, which uses the same /ohif/viewer?StudyInstanceUIDs= URLs).
+    """
     root = viewer_directory(config)
     if not (root / "index.html").is_file():
-        orthanc.LogWarning(f"CBMIR: no viewer in {root}: /ohif/ answers 404 until "
-                           "`make -C viewer-extension build` has run")
+        orthanc.LogWarning(f"CBMIR: no viewer in {root}: not serving /ohif/ "
+                           "(run `make -C viewer-extension build` to serve it)")
+        return None
 
     def serve(output, uri, **request):
         if request.get("method") != "GET":

@@ -137,9 +137,16 @@ def test_explorer_gets_an_open_in_ohif_button(viewer):
     assert "#study" in script and "StudyInstanceUID" in script
 
 
-def test_missing_viewer_is_logged_not_fatal(tmp_path):
+def test_unbuilt_viewer_registers_nothing_and_says_so(tmp_path):
     orthanc = FakeOrthanc()
-    register_static_routes(orthanc, {"ViewerDirectory": str(tmp_path / "none")})
+    assert register_static_routes(orthanc, {"ViewerDirectory": str(tmp_path / "none")}) is None
+    assert orthanc.routes == {} and orthanc.explorer == []
     assert any("make -C viewer-extension build" in line for line in orthanc.logs)
+
+
+def test_viewer_removed_after_start_is_a_404(viewer):
+    orthanc = FakeOrthanc()
+    register_static_routes(orthanc, {"ViewerDirectory": str(viewer)})
+    (viewer / "index.html").unlink()
     output = _call(orthanc, "/ohif/(.*)", "/ohif/viewer", groups=("viewer",))
     assert output.status[0] == 404

@@ -116,15 +116,17 @@ function _union(a, b) {
 }
 
 function _thumbnailUrl(hit, config) {
+  const orthancRoot = config.orthancRoot.replace(/\/+$/, '');
   const thumbnail = hit.thumbnail;
   if (typeof thumbnail === 'string' && thumbnail) {
-    if (/^(data:|https?:|\/)/.test(thumbnail)) {
+    if (/^(data:|https?:)/.test(thumbnail)) {
       return thumbnail;
     }
-    return `${config.apiRoot.replace(/\/+$/, '')}/${thumbnail}`;
+    // The plugin names Orthanc REST paths (/instances/<id>/preview): under Orthanc's root.
+    return thumbnail.startsWith('/') ? `${orthancRoot}${thumbnail}` : `${config.apiRoot.replace(/\/+$/, '')}/${thumbnail}`;
   }
   if (hit.instance) {
-    return `${config.orthancRoot.replace(/\/+$/, '')}/instances/${encodeURIComponent(hit.instance)}/preview`;
+    return `${orthancRoot}/instances/${encodeURIComponent(hit.instance)}/preview`;
   }
   return null;
 }
