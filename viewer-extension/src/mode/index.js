@@ -12,7 +12,9 @@ const mode = {
   id: '@orthanc-cbmir/mode-similar-cases',
   modeFactory: async ({ modeConfiguration = {}, loadModules } = {}) => {
     if (typeof loadModules !== 'function') {
-      throw new Error('This OHIF does not hand loadModules to modeFactory; use app-config rightPanels instead');
+      // OHIF skips a mode factory that gives nothing; throwing would stop the whole app.
+      console.error(`${mode.id}: this OHIF does not hand loadModules to modeFactory; use app-config rightPanels`);
+      return null;
     }
     const [base] = await loadModules([BASE_MODE]);
     const instance = base.modeFactory ? await base.modeFactory({ modeConfiguration, loadModules }) : base;
