@@ -25,8 +25,8 @@ class AugmentSettings:
     max_scale_change: float = 0.10
     max_shift_fraction: float = 0.06
     max_log_gamma: float = 0.3
-    max_contrast_change: float = 0.10
-    max_brightness_shift: float = 0.05
+    max_contrast_change: float = 0.10  # percentile-estimate jitter; no brightness shift, since
+    # preprocessing always maps the background to 0 and a shift would make it grey.
 
 
 def _uniform(count: int, low: float, high: float, generator: torch.Generator) -> torch.Tensor:
@@ -54,11 +54,9 @@ def augment_batch(batch: torch.Tensor, generator: torch.Generator,
     unit = (batch.float() * STD + MEAN).clamp(0, 1)  # back to [0, 1]; 0 = background
     gamma = torch.exp(_uniform(count, -1, 1, generator) * settings.max_log_gamma)
     contrast = 1 + _uniform(count, -1, 1, generator) * settings.max_contrast_change
-    brightness = _uniform(count, -1, 1, generator) * settings.max_brightness_shift
-    gamma, contrast, brightness = (t.to(batch.device).view(-1, 1, 1, 1)
-                                   for t in (gamma, contrast, brightness))
+    gamma, contrast = (t.to(batch.device).view(-1, 1, 1, 1) for t in (gamma, contrast))
     unit = unit.clamp_min(1e-6).pow(gamma)
-    unit = (unit * contrast + brightness).clamp(0, 1)
+    unit = (unit * contrast).clamp(0, 1)
     theta = random_affine(count, settings, generator).to(batch.device)
     grid = F.affine_grid(theta, list(unit.shape), align_corners=False)
     unit = F.grid_sample(unit, grid, mode="bilinear", padding_mode="zeros", align_corners=False)

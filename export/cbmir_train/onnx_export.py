@@ -48,3 +48,26 @@ def write_card(model_path: str | Path, card: dict) -> Path:
     path = card_path_for(model_path)
     path.write_text(json.dumps(card, indent=2) + "\n")
     return path
+
+
+def export_run(checkpoint: str | Path, out: str | Path, name: str = "cbmir-googlenet-gem",
+               version: str | None = None, training_data: str | None = None,
+               metrics: dict | None = None) -> tuple[Path, dict]:
+    """Export a trained run (folder or .pt) to `out` with a card describing its training."""
+    from .inference import load_trained
+
+    model, info = load_trained(checkpoint)
+    config, history = info["config"], info.get("history", [])
+    path = export_onnx(model, config["input_size"], out)
+    training_data = training_data or (
+        f"{Path(config['manifest']).parent.name}/{Path(config['manifest']).name}, splits "
+        f"{','.join(config['train_splits']) or 'all'} ({info.get('train_images', '?')} images)")
+    card = build_card(
+        name=name, version=version or path.stem, dim=config["dim"],
+        input_size=config["input_size"], precision="fp32", training_data=training_data,
+        metrics=metrics, labels=info.get("labels", []), loss=config["loss"],
+        epochs=len(history), train_seconds=info.get("train_seconds"),
+        hardware=info.get("hardware"), training_config=config,
+        final_epoch=history[-1] if history else None)
+    write_card(path, card)
+    return path, card

@@ -12,6 +12,7 @@ import json
 import platform
 import random
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -52,6 +53,7 @@ class TrainConfig:
     cache_dir: str | None = None
     limit: int = 0  # use only the first N training images (tests, smoke runs)
     progress: bool = True
+    precise_bn: bool = True  # re-estimate BatchNorm statistics on un-augmented inputs at the end
 
 
 def seed_everything(seed: int) -> None:
@@ -75,6 +77,28 @@ def hardware_description(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)} (CUDA)"
     return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: torch.nn.Module, inputs: torch.Tensor, device: torch.device,
+                          batch_size: int = 64) -> None:
+    """Exact BatchNorm statistics over `inputs` ("precise BN").
+
+    Running averages collected during training describe augmented batches of
+    earlier weights; retrieval embeds un-augmented images with the final ones.
+    """
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative average over the batches below
+    model.train()
+    for start in range(0, len(inputs), batch_size):
+        model(inputs[start:start + batch_size].to(device).contiguous(
+            memory_format=torch.channels_last))
+    for norm, momentum in zip(norms, saved):
+        norm.momentum = momentum
+    model.eval()
 
 
 def _save(path: Path, payload: dict) -> None:
@@ -127,8 +151,14 @@ def fit(config: TrainConfig, resume: bool = False) -> dict:
         model.load_state_dict(state["model"])
         criterion.load_state_dict(state["loss"])
         optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
         start_epoch, history, elapsed = state["epoch"], state["history"], state["elapsed_s"]
+        if state["config"]["epochs"] == config.epochs:
+            scheduler.load_state_dict(state["scheduler"])
+        else:  # more/fewer epochs asked: follow the new schedule from the step reached
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                for _ in range(min(start_epoch * steps_per_epoch, scheduler.total_steps - 1)):
+                    scheduler.step()
         torch.set_rng_state(state["rng"])
         print(f"resumed from {checkpoint_path} after epoch {start_epoch}")
 
@@ -183,6 +213,8 @@ def fit(config: TrainConfig, resume: bool = False) -> dict:
                "device": str(device), "hardware": hardware_description(device),
                "bf16_autocast": bf16, "preprocess_version": PREPROCESS_VERSION,
                "torch": torch.__version__}
+    if config.precise_bn and history:
+        recalibrate_batchnorm(model, train_inputs, device)
     model = model.to(memory_format=torch.contiguous_format)
     _save(out / MODEL_FILE, {"model": model.state_dict(), **summary})
     (out / "train.json").write_text(json.dumps(summary, indent=2))

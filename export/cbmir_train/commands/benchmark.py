@@ -1,0 +1,116 @@
+"""`cbmir benchmark`: k-fold retrieval benchmark, then train, quantize and ship the default model.
+
+Resumable at every level: a fold whose result.json exists is skipped, a fold or
+the full model whose training was interrupted resumes from its last.pt, so the
+same command is re-run until everything is done.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+from cbmir.preprocess import DEFAULT_INPUT_SIZE
+
+from .. import datasets
+from ..benchmark_report import write_report
+from ..benchmark_steps import (default_model_section, fold_result, quantization_section,
+                               ship_default_model)
+from ..losses import LOSSES
+from ..training import TrainConfig, fit
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--manifest", required=True)
+    parser.add_argument("--out", required=True, help="folder for NAME.md and NAME.json")
+    parser.add_argument("--name", default="figshare")
+    parser.add_argument("--runs", default="runs/benchmark", help="work folder (checkpoints, caches)")
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--input-size", type=int, default=DEFAULT_INPUT_SIZE)
+    parser.add_argument("--dim", type=int, default=128)
+    parser.add_argument("--loss", choices=LOSSES, default="proxy")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--folds", default="", help="only these folds (default: every split)")
+    parser.add_argument("--no-quantize-check", dest="quantize_check", action="store_false")
+    parser.add_argument("--no-default", dest="ship_default", action="store_false",
+                        help="skip training/shipping the all-folds default model")
+    parser.add_argument("--models-dir", default="models", help="where default.onnx/.json go")
+    parser.add_argument("--max-int8-map-drop", type=float, default=0.005,
+                        help="ship INT8 only if the mean held-out mAP drops less than this")
+    parser.add_argument("--quiet", action="store_true")
+
+
+def base_config(args, out: Path, train_splits: list[str]) -> TrainConfig:
+    return TrainConfig(manifest=args.manifest, out=str(out), train_splits=train_splits,
+                       epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                       input_size=args.input_size, dim=args.dim, loss=args.loss, seed=args.seed,
+                       threads=args.threads, cache_dir=str(Path(args.runs) / "cache"),
+                       progress=not args.quiet)
+
+
+def protocol(args, splits: list[str], records) -> dict:
+    labels = sorted({r.label for r in records})
+    has_patients = any(r.patient_id for r in records)
+    return {
+        "dataset": f"{args.name} ({len(records)} images, labels {', '.join(labels)})",
+        "command": (f"cbmir benchmark --manifest {args.manifest} --out {args.out} "
+                    f"--epochs {args.epochs} --input-size {args.input_size} --dim {args.dim} "
+                    f"--loss {args.loss}"),
+        "data_description": (f"manifest `{args.manifest}`; images decoded with "
+                             "`cbmir.decode.read_image_file` and preprocessed with "
+                             "`cbmir.preprocess.preprocess` (the plugin's own path)"),
+        "folds_description": (f"{len(splits)} splits from the manifest ({', '.join(splits)}); for "
+                              "figshare these are Cheng et al.'s cvind5fold folds, described by the "
+                              "authors as patient-level (not verifiable here: no patient ids)"),
+        "patient_exclusion": ("query's own patient left out of its ranking" if has_patients else
+                              "not possible: the manifest has no patient ids; the folds themselves "
+                              "separate patients per Cheng et al."),
+        "model": (f"GoogLeNet trunk (1-channel, from scratch) -> GeM (learnable p, init 3) -> "
+                  f"Linear 1024->{args.dim} -> L2; input {args.input_size}x{args.input_size}"),
+        "training": (f"{args.loss} loss, AdamW (wd 5e-4), one-cycle LR peak {args.lr}, "
+                     f"batch {args.batch_size}, {args.epochs} epochs, bf16 autocast on CPU when "
+                     "supported, augmentation: LR flip, +-10 deg rotation, +-10% scale, +-6% shift, "
+                     "gamma/contrast jitter; seed " + str(args.seed)),
+        "hardware": "",
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    records = datasets.read_manifest(args.manifest)
+    splits = sorted({r.split for r in records if r.split})
+    chosen = datasets.parse_splits(args.folds) or splits
+    runs, out = Path(args.runs), Path(args.out)
+    info = protocol(args, splits, records)
+    folds = []
+    for fold in chosen:
+        others = [s for s in splits if s != fold]
+        run_dir = runs / fold
+        result_file = run_dir / "result.json"
+        if result_file.is_file():
+            print(f"{fold}: done earlier, {result_file}")
+            folds.append(json.loads(result_file.read_text()))
+        else:
+            print(f"{fold}: training on {','.join(others)}", flush=True)
+            fit(base_config(args, run_dir, others), resume=True)
+            result = fold_result(run_dir, records, fold, others, args)
+            result_file.write_text(json.dumps(result, indent=2))
+            folds.append(result)
+            print(f"{fold}: {json.dumps(result['metrics'])}", flush=True)
+        info["hardware"] = folds[-1]["hardware"]
+        write_report(out, args.name, info, folds, [quantization_section(folds)])
+
+    sections = [quantization_section(folds)]
+    if args.ship_default and set(chosen) == set(splits):
+        full_dir = runs / "full"
+        print(f"default model: training on all splits ({','.join(splits)})", flush=True)
+        fit(base_config(args, full_dir, splits), resume=True)
+        card = ship_default_model(full_dir, folds, args, Path(args.models_dir))
+        sections.append(default_model_section(card, args.models_dir))
+    payload = write_report(out, args.name, info, folds, sections)
+    print(json.dumps(payload.get("summary", {}), indent=2))
+    shutil.rmtree(runs / "scratch", ignore_errors=True)
+    return 0

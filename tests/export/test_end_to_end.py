@@ -1,0 +1,75 @@
+"""Tiny end-to-end run on real images: train -> export -> evaluate (ONNX) -> embed, via the CLI."""
+import json
+
+import numpy as np
+import torch
+
+from cbmir.cli import main
+from cbmir.decode import read_image_file
+from cbmir.embed import Embedder
+
+from conftest import TINY_INPUT_SIZE, requires_figshare
+
+pytestmark = requires_figshare
+
+
+def test_train_export_evaluate_embed(tiny_manifest, tmp_path):
+    run = tmp_path / "run"
+    assert main(["train", "--manifest", str(tiny_manifest), "--out", str(run), "--train-splits",
+                 "train", "--val-splits", "test", "--epochs", "1", "--batch-size", "8",
+                 "--input-size", str(TINY_INPUT_SIZE), "--dim", "16", "--threads", "2",
+                 "--quiet"]) == 0
+    summary = json.loads((run / "train.json").read_text())
+    assert len(summary["history"]) == 1 and summary["train_images"] == 20
+    assert 0.0 <= summary["history"][0]["val_mAP"] <= 1.0
+
+    model = tmp_path / "model.onnx"
+    assert main(["export", "--checkpoint", str(run), "--out", str(model)]) == 0
+    card = json.loads(model.with_suffix(".json").read_text())
+    assert card["embedding_dim"] == 16 and card["input_size"] == TINY_INPUT_SIZE
+    assert card["precision"] == "fp32"
+
+    evaluation = tmp_path / "eval"
+    assert main(["evaluate", "--model", str(model), "--manifest", str(tiny_manifest), "--queries",
+                 "test", "--database", "train", "--out", str(evaluation), "--quiet"]) == 0
+    result = json.loads((evaluation / "evaluation.json").read_text())
+    assert result["queries"] == 10 and result["database"] == 20
+    assert 0.0 < result["mAP"] <= 1.0
+    assert set(result["per_label"]) == {"glioma", "meningioma", "pituitary"}
+    assert "| **all** |" in (evaluation / "evaluation.md").read_text()
+    for plot in ("precision_recall.png", "embedding_map.png"):
+        assert (evaluation / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    vectors_path = tmp_path / "vectors.npy"
+    assert main(["embed", "--model", str(model), "--manifest", str(tiny_manifest), "--out",
+                 str(vectors_path), "--quiet"]) == 0
+    vectors = np.load(vectors_path)
+    assert vectors.shape == (30, 16) and vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    # Manifest row order: row 4 of the .npy is the 5th image of the manifest.
+    lines = tiny_manifest.read_text().splitlines()[1:]
+    fifth = tiny_manifest.parent / lines[4].split(",")[0]
+    expected = Embedder(model).embed_images([read_image_file(fifth)])[0]
+    np.testing.assert_allclose(vectors[4], expected, atol=1e-5)
+
+
+def test_evaluate_a_checkpoint_with_torch(tiny_run, tiny_manifest, tmp_path):
+    assert main(["evaluate", "--model", str(tiny_run), "--manifest", str(tiny_manifest),
+                 "--queries", "test", "--database", "test", "--out", str(tmp_path), "--quiet"]) == 0
+    result = json.loads((tmp_path / "evaluation.json").read_text())
+    # Same split as queries and database: each query is left out of its own ranking.
+    assert result["database"] == 10 and result["queries"] == 10
+
+
+def test_resume_continues_the_history(tiny_manifest, tmp_path):
+    from cbmir_train.training import TrainConfig, fit
+
+    config = TrainConfig(manifest=str(tiny_manifest), out=str(tmp_path), train_splits=["train"],
+                         epochs=1, batch_size=8, input_size=64, dim=8, progress=False, threads=2)
+    first = fit(config)
+    config.epochs = 2
+    second = fit(config, resume=True)
+    assert len(second["history"]) == 2
+    assert second["history"][0] == first["history"][0]
+    # The one-cycle schedule was built for 1 epoch, the resumed one for 2: both must still load.
+    assert torch.load(tmp_path / "last.pt", weights_only=False)["epoch"] == 2

@@ -1,0 +1,72 @@
+"""ONNX contract and PyTorch <-> onnxruntime parity on real images."""
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+
+from cbmir.decode import read_image_file
+from cbmir.embed import Embedder, load_card
+from cbmir.preprocess import PREPROCESS_VERSION, preprocess_batch
+from cbmir_train.inference import embed_inputs, load_trained
+
+from conftest import FIGSHARE, TINY_INPUT_SIZE, cosine, pick_rows, requires_figshare
+
+pytestmark = requires_figshare
+CARD_KEYS = {"name", "version", "architecture", "embedding_dim", "input_size",
+             "preprocess_version", "precision", "training_data", "metrics", "created"}
+
+
+def test_graph_follows_the_plugin_contract(tiny_onnx):
+    graph = onnx.load(str(tiny_onnx))
+    onnx.checker.check_model(graph)
+    assert max(o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")) >= 17
+    (image,), (embedding,) = graph.graph.input, graph.graph.output
+    assert (image.name, embedding.name) == ("image", "embedding")
+    dims = image.type.tensor_type.shape.dim
+    assert dims[0].dim_param and [d.dim_value for d in dims[1:]] == [1, TINY_INPUT_SIZE,
+                                                                      TINY_INPUT_SIZE]
+    session = ort.InferenceSession(str(tiny_onnx), providers=["CPUExecutionProvider"])
+    for batch in (1, 5):
+        (out,) = session.run(None, {"image": np.zeros((batch, 1, TINY_INPUT_SIZE,
+                                                       TINY_INPUT_SIZE), np.float32)})
+        assert out.shape == (batch, 32)
+
+
+def test_card_has_the_contract_keys(tiny_onnx):
+    card = json.loads(tiny_onnx.with_suffix(".json").read_text())
+    assert CARD_KEYS <= set(card)
+    assert card["preprocess_version"] == PREPROCESS_VERSION
+    assert load_card(tiny_onnx)["embedding_dim"] == 32
+
+
+def test_pytorch_and_onnxruntime_agree_on_real_images(tiny_run, tiny_onnx):
+    images = [read_image_file(FIGSHARE / row["path"]) for row in pick_rows(4)]
+    inputs = preprocess_batch(images, TINY_INPUT_SIZE)
+    model, _ = load_trained(tiny_run)
+    reference = embed_inputs(model, inputs)
+    onnx_vectors = Embedder(tiny_onnx).embed_inputs(inputs)
+    assert cosine(reference, onnx_vectors).min() >= 0.9999
+    np.testing.assert_allclose(np.linalg.norm(onnx_vectors, axis=1), 1.0, atol=1e-5)
+    # The graph itself normalises: raw session output is already unit length.
+    session = ort.InferenceSession(str(tiny_onnx), providers=["CPUExecutionProvider"])
+    (raw,) = session.run(None, {"image": inputs})
+    np.testing.assert_allclose(np.linalg.norm(raw, axis=1), 1.0, atol=1e-5)
+
+
+def test_int8_quantization_keeps_the_contract(tiny_onnx, tmp_path):
+    from cbmir_train.onnx_export import write_card
+    from cbmir_train.quantization import quantize_int8
+
+    images = [read_image_file(FIGSHARE / row["path"]) for row in pick_rows(3)]
+    inputs = preprocess_batch(images, TINY_INPUT_SIZE)
+    int8 = quantize_int8(tiny_onnx, tmp_path / "int8.onnx", inputs)
+    write_card(int8, {**load_card(tiny_onnx), "precision": "int8"})
+    assert int8.stat().st_size < tiny_onnx.stat().st_size / 2
+    vectors = Embedder(int8).embed_inputs(inputs)
+    reference = Embedder(tiny_onnx).embed_inputs(inputs)
+    assert vectors.shape == reference.shape
+    # A one-epoch model is not a fair accuracy test; the vectors must stay close, though.
+    assert cosine(vectors, reference).mean() > 0.9
+    assert torch.__version__  # torch present: this test runs with the training extras
