@@ -78,6 +78,8 @@ class OrthancServer:
         return path
 
     def start(self, timeout: float = 60, wait_plugin: bool = True) -> "OrthancServer":
+        """Start and wait until the plugin has loaded its model and started its threads
+        (`wait_plugin=False`: until Orthanc answers, for runs without the plugin)."""
         config = self.render()
         env = dict(os.environ, PYTHONPATH=f"{REPO / 'plugin'}:{SITE_PACKAGES}")
         log = open(self.log_path, "ab")
@@ -89,9 +91,13 @@ class OrthancServer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"Orthanc exited with {self.process.returncode}:\n{self.log_tail()}")
             try:
-                path = "/cbmir/status" if wait_plugin else "/system"
-                if self.session.get(self.url + path, timeout=2).status_code in (200, 503):
-                    return self
+                if not wait_plugin:
+                    if self.session.get(self.url + "/system", timeout=2).status_code == 200:
+                        return self
+                else:
+                    response = self.session.get(self.url + "/cbmir/status", timeout=2)
+                    if response.status_code == 200 and response.json().get("started"):
+                        return self
             except requests.RequestException:
                 pass
             time.sleep(0.2)

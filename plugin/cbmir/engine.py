@@ -25,6 +25,7 @@ class Engine:
         self.queue = WorkQueue()
         self.embedder: Embedder | None = None
         self.model_error: str | None = "model not loaded yet"
+        self.started = False  # set once ORTHANC_STARTED work is done (model, threads)
         self.active = self._new_index(self.store.active_generation)
         self.active.load(self.store)
         self.target: VectorIndex | None = None
@@ -54,6 +55,18 @@ class Engine:
             self.log(f"CBMIR: model unavailable, queries answer 503: {error}")
             return False
 
+    def worker_embedder(self) -> Embedder | None:
+        """A second session of the same model for the ingest worker, created by the calling
+        (low-priority) thread so onnxruntime's pool threads inherit its priority, and not
+        spinning; queries keep the normal-priority session. Falls back to the shared one."""
+        if self.embedder is None:
+            return None
+        c = self.config
+        try:
+            return Embedder(c.model_path, threads=c.threads, device=c.device, allow_spinning=False)
+        except ModelUnavailable:
+            return self.embedder
+
     def model_changed(self) -> bool:
         """True when the answering vectors were made by another model version."""
         if self.embedder is None:
@@ -64,7 +77,7 @@ class Engine:
     # -- writing -----------------------------------------------------------------------------
     def write_index(self) -> VectorIndex:
         """New vectors go to the re-index generation while one runs, else the active one."""
-        return self.target or self.active
+        return self.target if self.target is not None else self.active
 
     def added(self, index: VectorIndex, ids, vectors) -> None:
         index.add(ids, vectors)
@@ -150,7 +163,7 @@ class Engine:
         model = ({"available": True, **{k: v for k, v in self.embedder.describe().items()}}
                  if self.embedder else {"available": False, "error": self.model_error,
                                         "path": str(self.config.model_path)})
-        return {"indexed": counts["indexed"], "indexed_frames": counts["frames"],
+        return {"started": self.started, "indexed": counts["indexed"], "indexed_frames": counts["frames"],
                 "pending": self.queue.pending(), "failed": counts["failed"],
                 "skipped": counts["skipped"], "model": model,
                 "index": self.active.describe(), "reindex": dict(self.reindex_progress),

@@ -45,6 +45,7 @@ def register(orthanc) -> dict:
         elif engine.model_changed():
             log("CBMIR: the model changed since the index was built: re-indexing")
             engine.start_reindex(lambda: routes.list_instances(orthanc))
+        engine.started = True
         log(f"CBMIR: started; index {engine.active.describe()}")
 
     def on_stopped():
@@ -53,9 +54,6 @@ def register(orthanc) -> dict:
         ingestor.join(15)
         log("CBMIR: stopped")
 
-    def OnStoredInstance(dicom, instance_id):
-        engine.queue.put(instance_id)
-
     def OnChange(change_type, level, resource_id):
         try:
             if change_type == orthanc.ChangeType.ORTHANC_STARTED:
@@ -63,6 +61,11 @@ def register(orthanc) -> dict:
             elif change_type == orthanc.ChangeType.ORTHANC_STOPPED:
                 on_stopped()
             elif change_type == orthanc.ChangeType.NEW_INSTANCE:
+                # Enqueued here, not in OnStoredInstance: that hook runs in the storing thread
+                # (serialized, and it must take the GIL from the busy worker), which made every
+                # upload slower (docs/benchmarks/store-overhead.md). A re-sent instance fires no
+                # NEW_INSTANCE, and it is already indexed or rejected.
+                engine.queue.put(resource_id)
                 follower.notify()
             elif change_type == orthanc.ChangeType.DELETED:
                 follower.on_deleted(LEVELS.get(level, "instance"), resource_id)
@@ -83,7 +86,6 @@ def register(orthanc) -> dict:
     def Reindex(output, uri, **request):
         routes.answer(output, request, "POST", lambda: routes.reindex(orthanc, engine), log)
 
-    orthanc.RegisterOnStoredInstanceCallback(OnStoredInstance)
     orthanc.RegisterOnChangeCallback(OnChange)
     orthanc.RegisterRestCallback("/cbmir/similar/([^/]+)", Similar)
     orthanc.RegisterRestCallback("/cbmir/query", Query)
