@@ -2,7 +2,8 @@
 // Orthanc with the CBMIR plugin. Driven by tests/viewer/test_viewer_e2e.py.
 //
 // Usage: node similar_cases_e2e.mjs <spec.json>
-//   spec: {baseUrl, user, password, studyInstanceUid, filterLabel, screenshot, chromium, timeoutMs}
+//   spec: {baseUrl, user, password, studyInstanceUid, filterLabel, screenshot, chromium, timeoutMs,
+//          notIndexableStudyInstanceUid (optional: a study whose image the plugin refuses)}
 // Prints one JSON line (prefixed "E2E-RESULT ") with what it saw; assertions are the caller's.
 import { createRequire } from 'node:module';
 import fs from 'node:fs';
@@ -99,6 +100,21 @@ try {
     targetSop
   );
   seen.queryAfterOpen = await panel.getAttribute('data-query-sop');
+
+  if (spec.notIndexableStudyInstanceUid) {
+    step('a study that cannot be indexed');
+    await page.goto(`${spec.baseUrl}/ohif/viewer?StudyInstanceUIDs=${spec.notIndexableStudyInstanceUid}`);
+    await page.waitForSelector('.viewport-element canvas, [data-cy=viewport-pane] canvas');
+    await _skipTour(page);
+    if (!(await panel.count())) {
+      await page.click('[data-cy=similarCases-btn]');
+    }
+    await page.waitForSelector('[data-testid=cbmir-panel][data-state=notIndexable]');
+    seen.notIndexable = {
+      message: await page.locator('[data-testid=cbmir-message]').innerText(),
+      results: await page.locator('[data-testid=cbmir-result]').count(),
+    };
+  }
   seen.ok = true;
 } catch (error) {
   seen.ok = false;

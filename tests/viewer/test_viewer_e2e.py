@@ -2,7 +2,7 @@
 
 Opens a labelled study in /ohif/viewer, opens the "Similar cases" panel, checks that the results carry
 the labels of the imported data, that the label filter narrows them, and that "Open" lands in the
-chosen study (and the panel follows it). Saves docs/images/similar-cases-panel.png for the README.
+chosen study (and the panel follows it), and that a study the plugin cannot index (a CT) shows as such. Saves docs/images/similar-cases-panel.png for the README.
 
 Needs: Debian's chromium (/usr/bin/chromium), node, the built viewer (`make -C viewer-extension build`,
 which `make test` runs first, installs playwright-core) and ../shared/data/figshare-cheng.
@@ -78,9 +78,33 @@ def labelled_studies(viewer_orthanc):
     return studies
 
 
-def _run_driver(orthanc, study_uid: str, tmp_path: Path) -> dict:
+@pytest.fixture
+def not_indexable_study(viewer_orthanc, labelled_studies):
+    """A CT copy of an imported image: outside CBMIR.Modalities (MR), so the plugin answers 422."""
+    import io
+
+    import pydicom
+    from cbmir import sources
+    from cbmir.commands.import_images import convert
+
+    item = next(item for item in sources.collect(MANIFEST) if item.label == QUERY_LABEL)
+    dataset = pydicom.dcmread(io.BytesIO(convert(item, "ImageComments", "20240101")))
+    dataset.Modality, dataset.PatientID = "CT", "CBMIR-E2E-CT"
+    for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"):
+        setattr(dataset, keyword, getattr(dataset, keyword) + ".9")
+    dataset.file_meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
+    buffer = io.BytesIO()
+    dataset.save_as(buffer)
+    viewer_orthanc.upload(buffer.getvalue())
+    viewer_orthanc.wait_idle()
+    assert viewer_orthanc.get(f"/cbmir/similar/{dataset.SOPInstanceUID}").status_code == 422
+    return dataset.StudyInstanceUID
+
+
+def _run_driver(orthanc, study_uid: str, tmp_path: Path, not_indexable: str | None = None) -> dict:
     spec = {"baseUrl": orthanc.url, "user": orthanc.auth[0], "password": orthanc.auth[1],
             "studyInstanceUid": study_uid, "filterLabel": FILTER_LABEL,
+            "notIndexableStudyInstanceUid": not_indexable,
             "screenshot": str(SCREENSHOT), "chromium": CHROMIUM, "timeoutMs": 60000}
     spec_path = tmp_path / "spec.json"
     spec_path.write_text(json.dumps(spec))
@@ -96,9 +120,9 @@ def _run_driver(orthanc, study_uid: str, tmp_path: Path) -> dict:
     return seen
 
 
-def test_similar_cases_panel_end_to_end(viewer_orthanc, labelled_studies, tmp_path):
+def test_similar_cases_panel_end_to_end(viewer_orthanc, labelled_studies, not_indexable_study, tmp_path):
     query_study = next(uid for uid, label in labelled_studies.items() if label == QUERY_LABEL)
-    seen = _run_driver(viewer_orthanc, query_study, tmp_path)
+    seen = _run_driver(viewer_orthanc, query_study, tmp_path, not_indexable_study)
 
     results = seen["results"]
     assert results, "the panel showed no results"
@@ -119,5 +143,8 @@ def test_similar_cases_panel_end_to_end(viewer_orthanc, labelled_studies, tmp_pa
     assert f"StudyInstanceUIDs={opened}" in seen["landedUrl"]
     assert "/ohif/viewer?" in seen["landedUrl"]
     assert seen["queryAfterOpen"] == seen["opened"]["sopInstanceUid"]
+    assert seen["notIndexable"]["results"] == 0
+    assert "cannot be searched" in seen["notIndexable"]["message"]
+    assert "modality CT" in seen["notIndexable"]["message"]
     assert not seen["pageErrors"], seen["pageErrors"]
     assert SCREENSHOT.is_file() and SCREENSHOT.stat().st_size > 10_000
