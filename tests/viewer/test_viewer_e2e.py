@@ -1,8 +1,9 @@
 """End to end: OHIF served by the real Orthanc + CBMIR plugin, driven in headless Chromium.
 
 Opens a labelled study in /ohif/viewer, opens the "Similar cases" panel, checks that the results carry
-the labels of the imported data, that the label filter narrows them, and that "Open" lands in the
-chosen study (and the panel follows it), and that a study the plugin cannot index (a CT) shows as such. Saves docs/images/similar-cases-panel.png for the README.
+the labels of the imported data, that the label filter narrows them, that "Open" lands in the chosen
+study (and the panel follows it), and that a study the plugin cannot index (a CT) shows as such.
+Saves docs/images/similar-cases-panel.png for the README.
 
 Needs: Debian's chromium (/usr/bin/chromium), node, the built viewer (`make -C viewer-extension build`,
 which `make test` runs first, installs playwright-core) and ../shared/data/figshare-cheng.
