@@ -38,8 +38,8 @@ def markdown(payload: dict, extra_sections: list[str]) -> str:
              "## Protocol", "",
              f"- Data: {protocol['data_description']}",
              f"- Folds: {protocol['folds_description']}",
-             "- For each fold k: train from scratch on the other four folds only, then query with "
-             "every image of fold k against a database of the other four folds.",
+             "- For each fold k: train from scratch on the other folds only, then query with "
+             "every image of fold k against a database of the other folds.",
              "- Relevant = same tumour label; AP over the whole database ranking (cosine similarity "
              "of L2-normalised embeddings); mAP = mean over queries; P@k = share of the top k "
              "that is relevant.",

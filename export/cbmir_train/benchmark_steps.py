@@ -14,7 +14,7 @@ from cbmir.preprocess import PREPROCESS_VERSION
 from . import datasets
 from .evaluation import embed_records, score_splits
 from .onnx_export import export_run, write_card
-from .quantization import calibration_inputs, compare_precisions, latency_ms, quantize_int8
+from .quantization import calibration_inputs, latency_ms, quantize_int8
 
 CALIBRATION_IMAGES = 256
 
@@ -32,23 +32,31 @@ def _quantize(run_dir: Path, args, calibration_splits: list[str]) -> tuple[Path,
     return fp32, int8
 
 
-def fold_result(run_dir: Path, records, fold: str, others: list[str], args) -> dict:
+def fold_result(run_dir: Path, records, fold: str, others: list[str], args,
+                check_quantization: bool = False) -> dict:
     """Held-out metrics of the model trained in `run_dir` (+ ONNX parity and INT8 check)."""
     train = json.loads((run_dir / "train.json").read_text())
-    vectors, _ = embed_records(run_dir, records, cache_dir=Path(args.runs) / "cache",
-                               progress=False)
+    cache = Path(args.runs) / "cache"
+    vectors, _ = embed_records(run_dir, records, cache_dir=cache, progress=False)
     metrics = score_splits(vectors, records, [fold], others)
     metrics.pop("pr_curve")
     result = {"fold": fold, "train_splits": others, "metrics": metrics,
               "train_seconds": train["train_seconds"], "epochs": len(train["history"]),
               "hardware": train["hardware"], "history": train["history"]}
-    if args.quantize_check:
+    if check_quantization:
         fp32, int8 = _quantize(run_dir, args, others)
-        onnx_vectors, _ = embed_records(fp32, records, cache_dir=Path(args.runs) / "cache",
-                                        progress=False)
-        result["onnx_parity_min_cosine"] = float(np.min(np.sum(vectors * onnx_vectors, axis=1)))
-        result["quantization"] = compare_precisions(fp32, int8, args.manifest, [fold], others,
-                                                    Path(args.runs) / "cache")
+        report = {}
+        for name, path in (("fp32", fp32), ("int8", int8)):
+            onnx_vectors, _ = embed_records(path, records, cache_dir=cache, progress=False)
+            scores = score_splits(onnx_vectors, records, [fold], others)
+            report[name] = {"mAP": scores["mAP"], "P@10": scores["P@10"],
+                            "ms_per_image": latency_ms(path, args.input_size)}
+            if name == "fp32":
+                result["onnx_parity_min_cosine"] = float(np.min(np.sum(vectors * onnx_vectors, 1)))
+        report["mAP_change"] = report["int8"]["mAP"] - report["fp32"]["mAP"]
+        report["P@10_change"] = report["int8"]["P@10"] - report["fp32"]["P@10"]
+        report["speedup"] = report["fp32"]["ms_per_image"] / report["int8"]["ms_per_image"]
+        result["quantization"] = report
     return result
 
 
@@ -91,8 +99,8 @@ def ship_default_model(full_dir: Path, folds: list[dict], args, models_dir: Path
         "training_data": (f"figshare brain tumour MRI (Cheng et al., figshare 1512427): all "
                           f"{len(records)} T1-CE slices, all folds, labels {card['labels']}"),
         "metrics": {
-            "note": ("5-fold held-out estimate of this recipe (each fold trained without the "
-                     "query fold; the shipped model itself has seen every figshare image)"),
+            "note": (f"{len(folds)}-fold held-out estimate of this recipe (each fold trained "
+                     "without the query fold; the shipped model itself has seen every image)"),
             **{f"cv_{k}": round(v, 4) for k, v in mean.items()},
             "cv_per_fold_mAP": {f["fold"]: round(f["metrics"]["mAP"], 4) for f in folds},
             "int8_mean_mAP_change": None if mean_change is None else round(mean_change, 4),
@@ -104,7 +112,10 @@ def ship_default_model(full_dir: Path, folds: list[dict], args, models_dir: Path
     })
     models_dir.mkdir(parents=True, exist_ok=True)
     target = models_dir / "default.onnx"
-    shutil.copyfile(chosen, target)
+    # Atomic replacement: the plugin or tests may be reading the current default right now.
+    staged = target.with_suffix(".onnx.tmp")
+    shutil.copyfile(chosen, staged)
+    staged.replace(target)
     write_card(target, card)
     print(f"shipped {chosen} ({card['precision']}) as {target}", flush=True)
     return card

@@ -46,7 +46,9 @@ def build_card(name: str, version: str, dim: int, input_size: int, precision: st
 
 def write_card(model_path: str | Path, card: dict) -> Path:
     path = card_path_for(model_path)
-    path.write_text(json.dumps(card, indent=2) + "\n")
+    staged = path.with_suffix(".json.tmp")
+    staged.write_text(json.dumps(card, indent=2) + "\n")
+    staged.replace(path)
     return path
 
 
