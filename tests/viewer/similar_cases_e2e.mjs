@@ -3,7 +3,8 @@
 //
 // Usage: node similar_cases_e2e.mjs <spec.json>
 //   spec: {baseUrl, user, password, studyInstanceUid, filterLabel, screenshot, chromium, timeoutMs,
-//          notIndexableStudyInstanceUid (optional: a study whose image the plugin refuses)}
+//          notIndexableStudyInstanceUid (optional: a study whose image the plugin refuses),
+//          failureScreenshot (where to keep the page when a step fails)}
 // Prints one JSON line (prefixed "E2E-RESULT ") with what it saw; assertions are the caller's.
 import { createRequire } from 'node:module';
 import fs from 'node:fs';
@@ -121,7 +122,8 @@ try {
   seen.error = String(error?.stack || error);
   try {
     const page = context.pages()[0];
-    const failure = spec.screenshot.replace(/\.png$/, '') + '.failure.png';
+    const failure = spec.failureScreenshot || path.join(os.tmpdir(), 'cbmir-e2e-failure.png');
+    fs.mkdirSync(path.dirname(failure), { recursive: true });
     await page?.screenshot({ path: failure });
     seen.failureScreenshot = failure;
   } catch {

@@ -106,7 +106,8 @@ def _run_driver(orthanc, study_uid: str, tmp_path: Path, not_indexable: str | No
     spec = {"baseUrl": orthanc.url, "user": orthanc.auth[0], "password": orthanc.auth[1],
             "studyInstanceUid": study_uid, "filterLabel": FILTER_LABEL,
             "notIndexableStudyInstanceUid": not_indexable,
-            "screenshot": str(SCREENSHOT), "chromium": CHROMIUM, "timeoutMs": 60000}
+            "screenshot": str(SCREENSHOT), "chromium": CHROMIUM, "timeoutMs": 60000,
+            "failureScreenshot": str(REPO / "tests" / "artifacts" / "viewer-e2e-failure.png")}
     spec_path = tmp_path / "spec.json"
     spec_path.write_text(json.dumps(spec))
     process = subprocess.run(["node", str(DRIVER), str(spec_path)], capture_output=True, text=True,
