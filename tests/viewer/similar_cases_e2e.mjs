@@ -64,6 +64,24 @@ try {
   fs.mkdirSync(path.dirname(spec.screenshot), { recursive: true });
   await page.screenshot({ path: spec.screenshot });
 
+  step('scroll to another slice');
+  const from = await panel.getAttribute('data-query-sop');
+  const box = await page.locator('.viewport-element').first().boundingBox();
+  await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+  await page.mouse.wheel(0, 120);
+  await page.waitForFunction(
+    sop => {
+      const root = document.querySelector('[data-testid=cbmir-panel]');
+      return root && root.dataset.querySop && root.dataset.querySop !== sop && root.dataset.state === 'results';
+    },
+    from
+  );
+  seen.scrolled = {
+    from,
+    to: await panel.getAttribute('data-query-sop'),
+    results: await page.locator('[data-testid=cbmir-result]').count(),
+  };
+
   if (spec.filterLabel) {
     step(`filter on ${spec.filterLabel}`);
     await page.selectOption('[data-testid=cbmir-label-filter]', spec.filterLabel);

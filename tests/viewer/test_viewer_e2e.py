@@ -2,7 +2,7 @@
 
 Opens a labelled study in /ohif/viewer, opens the "Similar cases" panel, checks that the results carry
 the labels of the imported data, that the label filter narrows them, that "Open" lands in the chosen
-study (and the panel follows it), and that a study the plugin cannot index (a CT) shows as such.
+study (and the panel follows it), that scrolling to another slice asks again for that slice, and that a study the plugin cannot index (a CT) shows as such.
 Saves docs/images/similar-cases-panel.png for the README.
 
 Needs: Debian's chromium (/usr/bin/chromium), node, the built viewer (`make -C viewer-extension build`,
@@ -25,7 +25,8 @@ DRIVER = Path(__file__).with_name("similar_cases_e2e.mjs")
 MANIFEST = REPO.parent / "shared" / "data" / "figshare-cheng" / "manifest.csv"
 CHROMIUM = os.environ.get("CBMIR_CHROMIUM", "/usr/bin/chromium")
 SCREENSHOT = Path(os.environ.get("CBMIR_SCREENSHOT", REPO / "docs" / "images" / "similar-cases-panel.png"))
-PER_LABEL = 15
+PER_LABEL_PATIENTS = 6
+SLICES = 3
 QUERY_LABEL = "glioma"
 FILTER_LABEL = "meningioma"
 
@@ -58,48 +59,35 @@ def viewer_orthanc(make_server):
 
 @pytest.fixture
 def labelled_studies(viewer_orthanc):
-    """Import PER_LABEL figshare JPGs per label as DICOM; {StudyInstanceUID: label} once indexed."""
-    orthanc = viewer_orthanc
-    from cbmir import sources
-    from cbmir.commands.import_images import convert
+    """Labelled multi-slice MR studies from figshare JPGs (the plugin tests' DICOM factory: one study of
+    PER_LABEL_PATIENTS patients per label, SLICES slices each); {StudyInstanceUID: label} once indexed."""
+    from support.dicom_factory import figshare_cases
 
-    by_label = defaultdict(list)
-    for item in sources.collect(MANIFEST):
-        if item.label and len(by_label[item.label]) < PER_LABEL:
-            by_label[item.label].append(item)
-    assert {QUERY_LABEL, FILTER_LABEL} <= set(by_label), f"labels in the data: {sorted(by_label)}"
-    studies = {}
-    for label, items in sorted(by_label.items()):
-        for item in items:
-            answer = orthanc.upload(convert(item, "ImageComments", "20240101"))
-            study = orthanc.get(f"/studies/{answer['ParentStudy']}").json()
-            studies[study["MainDicomTags"]["StudyInstanceUID"]] = label
-    status = orthanc.wait_idle()
-    assert status["indexed"] >= len(studies), status
-    return studies
+    cases = figshare_cases(per_label_patients=PER_LABEL_PATIENTS, slices=SLICES)
+    assert {QUERY_LABEL, FILTER_LABEL} <= {case.label for case in cases}
+    for case in cases:
+        viewer_orthanc.upload(case.data)
+    status = viewer_orthanc.wait_idle()
+    assert status["indexed"] >= len(cases), status
+    return {case.study_uid: case.label for case in cases}
 
 
 @pytest.fixture
 def not_indexable_study(viewer_orthanc, labelled_studies):
-    """A CT copy of an imported image: outside CBMIR.Modalities (MR), so the plugin answers 422."""
-    import io
+    """A CT image: outside CBMIR.Modalities (MR), so the plugin answers 422 for it."""
+    import numpy as np
+    from PIL import Image
+    from pydicom.uid import generate_uid
+    from support.dicom_factory import FIGSHARE, mr_image
 
-    import pydicom
-    from cbmir import sources
-    from cbmir.commands.import_images import convert
-
-    item = next(item for item in sources.collect(MANIFEST) if item.label == QUERY_LABEL)
-    dataset = pydicom.dcmread(io.BytesIO(convert(item, "ImageComments", "20240101")))
-    dataset.Modality, dataset.PatientID = "CT", "CBMIR-E2E-CT"
-    for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"):
-        setattr(dataset, keyword, getattr(dataset, keyword) + ".9")
-    dataset.file_meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
-    buffer = io.BytesIO()
-    dataset.save_as(buffer)
-    viewer_orthanc.upload(buffer.getvalue())
+    study_uid = generate_uid()
+    picture = next((FIGSHARE / "images" / QUERY_LABEL).glob("*.jpg"))
+    pixels = np.asarray(Image.open(picture).convert("L"))
+    answer = viewer_orthanc.upload(mr_image(pixels.astype(np.uint16) * 16, "CBMIR-E2E-CT", study_uid,
+                                            generate_uid(), modality="CT"))
     viewer_orthanc.wait_idle()
-    assert viewer_orthanc.get(f"/cbmir/similar/{dataset.SOPInstanceUID}").status_code == 422
-    return dataset.StudyInstanceUID
+    assert viewer_orthanc.get(f"/cbmir/similar/{answer['ID']}").status_code == 422
+    return study_uid
 
 
 def _run_driver(orthanc, study_uid: str, tmp_path: Path, not_indexable: str | None = None) -> dict:
@@ -145,6 +133,10 @@ def test_similar_cases_panel_end_to_end(viewer_orthanc, labelled_studies, not_in
     assert f"StudyInstanceUIDs={opened}" in seen["landedUrl"]
     assert "/ohif/viewer?" in seen["landedUrl"]
     assert seen["queryAfterOpen"] == seen["opened"]["sopInstanceUid"]
+    # scrolling to another slice of the study makes the panel ask again, for that slice
+    assert seen["scrolled"]["to"] != seen["scrolled"]["from"]
+    assert seen["scrolled"]["results"] > 0
+
     assert seen["notIndexable"]["results"] == 0
     assert "cannot be searched" in seen["notIndexable"]["message"]
     assert "modality CT" in seen["notIndexable"]["message"]
