@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import subprocess
-from collections import defaultdict
 from pathlib import Path
 
 import pytest
