@@ -59,7 +59,8 @@ def available_providers(device: str = "auto") -> list[str]:
 class Embedder:
     """Loads one ONNX model and embeds preprocessed batches or raw pixel arrays."""
 
-    def __init__(self, model_path: str | os.PathLike, threads: int = 0, device: str = "auto"):
+    def __init__(self, model_path: str | os.PathLike, threads: int = 0, device: str = "auto",
+                 allow_spinning: bool = True):
         import onnxruntime as ort
 
         self.model_path = Path(model_path)
@@ -73,6 +74,8 @@ class Embedder:
         if threads:
             options.intra_op_num_threads = int(threads)
             options.inter_op_num_threads = 1
+        if not allow_spinning:  # idle pool threads sleep instead of burning a core
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(str(self.model_path), options,
                                                 providers=available_providers(device))

@@ -1,15 +1,18 @@
 """The ingest worker: instance ID -> frames -> model input -> vectors -> store + index.
 
-Why a daemon thread: OnStoredInstance runs in Orthanc's storing thread and is
-serialized, so it only enqueues. This worker decodes with Orthanc's own decoder
+Why a daemon thread at low priority: storing must not get slower, so nothing
+runs in Orthanc's storing thread (instances are enqueued from the change
+callback) and the worker yields the CPU to Orthanc's own threads. This worker decodes with Orthanc's own decoder
 (fast, in-process) and falls back to pydicom + pylibjpeg for what Orthanc cannot
 decode; onnxruntime releases the GIL while it computes. Every outcome is
 recorded (vector, skipped or failed with a reason) and no exception escapes.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import os
 import threading
 import time
 
@@ -24,6 +27,21 @@ PIXEL_FORMATS = {"GRAYSCALE8": (np.uint8, 1), "GRAYSCALE16": (np.uint16, 1),
                  "SIGNED_GRAYSCALE16": (np.int16, 1), "GRAYSCALE32": (np.uint32, 1),
                  "GRAYSCALE64": (np.uint64, 1), "FLOAT32": (np.float32, 1),
                  "RGB24": (np.uint8, 3), "RGBA32": (np.uint8, 4), "RGB48": (np.uint16, 3)}
+
+
+WORKER_NICE = 10
+
+
+def lower_priority(nice: int = WORKER_NICE) -> None:
+    """Lower this thread's CPU priority (Linux niceness is per thread).
+
+    Why: on a small server the worker's decode/embed competes with Orthanc's own
+    threads for the same cores; storing an image must win. Best effort only.
+    """
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+    except (AttributeError, OSError):
+        pass
 
 
 class Skip(Exception):
@@ -68,6 +86,7 @@ class Ingestor:
         self.thread: threading.Thread | None = None
         self.processed = 0
         self.seconds = 0.0
+        self.embedder = None  # the worker's own low-priority session (see Engine.worker_embedder)
 
     def start(self) -> None:
         self.thread = threading.Thread(target=self._run, name="cbmir-ingest", daemon=True)
@@ -79,12 +98,15 @@ class Ingestor:
 
     def _run(self) -> None:
         engine = self.engine
+        lower_priority()
         if engine.embedder is None:
             engine.load_model()
         while not engine.queue.stopped:
             if engine.embedder is None:
                 time.sleep(0.5)  # items stay pending until a model is available
                 continue
+            if self.embedder is None or self.embedder.model_path != engine.embedder.model_path:
+                self.embedder = engine.worker_embedder()
             batch = engine.queue.get_batch(self.config.batch_size, timeout=0.5)
             if not batch:
                 continue
@@ -99,6 +121,7 @@ class Ingestor:
     def process(self, batch: list[tuple[str, bool]]) -> None:
         started = time.monotonic()
         engine = self.engine
+        embedder = self.embedder or engine.embedder
         index = engine.write_index()
         generation = index.generation
         records, inputs = [], []
@@ -110,7 +133,7 @@ class Ingestor:
             meta = {}
             try:
                 meta, frames = self.load(instance)
-                size = engine.embedder.input_size
+                size = embedder.input_size
                 prepared = [preprocess(frame, size) for frame in frames]
             except _Gone:
                 continue
@@ -130,12 +153,12 @@ class Ingestor:
             return
         vectors = []
         for start in range(0, len(inputs), self.config.batch_size):
-            vectors.append(engine.embedder.embed_inputs(
+            vectors.append(embedder.embed_inputs(
                 np.stack(inputs[start:start + self.config.batch_size])))
         vectors = np.concatenate(vectors)
         for record, vector in zip(records, vectors):
             record.vector = vector
-            record.model_version = engine.embedder.version
+            record.model_version = embedder.version
         ids = engine.store.add(records, generation)
         new = [(row_id, vector) for row_id, vector in zip(ids, vectors) if row_id is not None]
         if new:
@@ -159,11 +182,18 @@ class Ingestor:
         orthanc = self.orthanc
         try:
             dicom = orthanc.GetDicomForInstance(instance)
-            parents = json.loads(orthanc.RestApiGet(f"/instances/{instance}"))
-            study = json.loads(orthanc.RestApiGet(f"/instances/{instance}/study"))
         except orthanc.OrthancException as error:
             raise _Gone(instance) from error  # deleted since it was queued
         dataset = decode.read_dataset(bytes(dicom))
+        parents = orthanc_ids(dataset)
+        if parents.get("instance") != instance:  # unusual tags: ask Orthanc (2 more calls)
+            try:
+                series = json.loads(orthanc.RestApiGet(f"/instances/{instance}"))["ParentSeries"]
+                study = json.loads(orthanc.RestApiGet(f"/instances/{instance}/study"))
+            except orthanc.OrthancException as error:
+                raise _Gone(instance) from error
+            parents = {"series": series, "study": study.get("ID", ""),
+                       "patient": study.get("ParentPatient", "")}
         group, element = self.config.label_tag
         label_element = dataset.get((group << 16) | element)
         meta = {"sop_uid": dataset_text(dataset, "SOPInstanceUID"),
@@ -174,9 +204,8 @@ class Ingestor:
                 "series_description": dataset_text(dataset, "SeriesDescription"),
                 "study_date": dataset_text(dataset, "StudyDate"),
                 "label": element_text(label_element),
-                "orthanc_series": parents.get("ParentSeries", ""),
-                "orthanc_study": study.get("ID", ""),
-                "orthanc_patient": study.get("ParentPatient", "")}
+                "orthanc_series": parents["series"], "orthanc_study": parents["study"],
+                "orthanc_patient": parents["patient"]}
         if not self.config.accepts_modality(meta["modality"]):
             raise Skip(f"modality {meta['modality'] or '(none)'} not in CBMIR.Modalities")
         if "PixelData" not in dataset and "FloatPixelData" not in dataset \
@@ -197,6 +226,24 @@ class Ingestor:
         except Exception:  # noqa: BLE001 - Orthanc raises for syntaxes it cannot decode
             pass
         return decode.frames_from_dataset(dataset)
+
+
+def _orthanc_hash(text: str) -> str:
+    digest = hashlib.sha1(text.encode("utf-8")).hexdigest()
+    return "-".join(digest[i:i + 8] for i in range(0, 40, 8))
+
+
+def orthanc_ids(dataset) -> dict:
+    """Orthanc's resource IDs of an instance, computed as Orthanc does (SHA-1 of the UIDs).
+
+    Why: asking Orthanc (/instances/{id}, /instances/{id}/study) takes its database
+    lock twice per image while uploads wait for the same lock; the caller checks the
+    computed instance ID against the real one and asks Orthanc when they differ.
+    """
+    keys = [dataset_text(dataset, k) for k in
+            ("PatientID", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")]
+    return {level: _orthanc_hash("|".join(keys[:n])) for n, level in
+            ((1, "patient"), (2, "study"), (3, "series"), (4, "instance"))}
 
 
 class _Gone(Exception):
