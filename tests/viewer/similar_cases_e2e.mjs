@@ -4,7 +4,8 @@
 // Usage: node similar_cases_e2e.mjs <spec.json>
 //   spec: {baseUrl, user, password, studyInstanceUid, filterLabel, screenshot, chromium, timeoutMs,
 //          notIndexableStudyInstanceUid (optional: a study whose image the plugin refuses),
-//          failureScreenshot (where to keep the page when a step fails)}
+//          failureScreenshot (where to keep the page when a step fails),
+//          explorerStudyId (optional: the Orthanc id of the study, to try Orthanc Explorer's button)}
 // Prints one JSON line (prefixed "E2E-RESULT ") with what it saw; assertions are the caller's.
 import { createRequire } from 'node:module';
 import fs from 'node:fs';
@@ -133,6 +134,16 @@ try {
       message: await page.locator('[data-testid=cbmir-message]').innerText(),
       results: await page.locator('[data-testid=cbmir-result]').count(),
     };
+  }
+  if (spec.explorerStudyId) {
+    step("Orthanc Explorer's Open in OHIF button");
+    await page.goto(`${spec.baseUrl}/app/explorer.html#study?uuid=${spec.explorerStudyId}`);
+    const button = page.locator('#cbmir-open-ohif');
+    await button.waitFor({ state: 'visible' });
+    const [viewer] = await Promise.all([context.waitForEvent('page'), button.click()]);
+    await viewer.waitForSelector('.viewport-element canvas, [data-cy=viewport-pane] canvas');
+    seen.explorer = { openedUrl: viewer.url() };
+    await viewer.close();
   }
   seen.ok = true;
 } catch (error) {

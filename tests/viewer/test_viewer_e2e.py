@@ -1,9 +1,10 @@
 """End to end: OHIF served by the real Orthanc + CBMIR plugin, driven in headless Chromium.
 
 Opens a labelled study in /ohif/viewer, opens the "Similar cases" panel, checks that the results carry
-the labels of the imported data, that the label filter narrows them, that "Open" lands in the chosen
-study (and the panel follows it), that scrolling to another slice asks again for that slice, and that a study the plugin cannot index (a CT) shows as such.
-Saves docs/images/similar-cases-panel.png for the README.
+the labels of the imported data, that scrolling to another slice asks again for that slice, that the
+label filter narrows the results, that "Open" lands in the chosen study (and the panel follows it),
+that a study the plugin cannot index (a CT) shows as such, and that Orthanc Explorer's button opens
+the viewer. Saves docs/images/similar-cases-panel.png for the README.
 
 Needs: Debian's chromium (/usr/bin/chromium), node, the built viewer (`make -C viewer-extension build`,
 which `make test` runs first, installs playwright-core) and ../shared/data/figshare-cheng.
@@ -89,10 +90,16 @@ def not_indexable_study(viewer_orthanc, labelled_studies):
     return study_uid
 
 
+def _orthanc_study_id(orthanc, study_uid: str) -> str:
+    matches = orthanc.post("/tools/lookup", data=study_uid).json()
+    return next(match["ID"] for match in matches if match["Type"] == "Study")
+
+
 def _run_driver(orthanc, study_uid: str, tmp_path: Path, not_indexable: str | None = None) -> dict:
     spec = {"baseUrl": orthanc.url, "user": orthanc.auth[0], "password": orthanc.auth[1],
             "studyInstanceUid": study_uid, "filterLabel": FILTER_LABEL,
             "notIndexableStudyInstanceUid": not_indexable,
+            "explorerStudyId": _orthanc_study_id(orthanc, study_uid),
             "screenshot": str(SCREENSHOT), "chromium": CHROMIUM, "timeoutMs": 60000,
             "failureScreenshot": str(REPO / "tests" / "artifacts" / "viewer-e2e-failure.png")}
     spec_path = tmp_path / "spec.json"
@@ -139,5 +146,7 @@ def test_similar_cases_panel_end_to_end(viewer_orthanc, labelled_studies, not_in
     assert seen["notIndexable"]["results"] == 0
     assert "cannot be searched" in seen["notIndexable"]["message"]
     assert "modality CT" in seen["notIndexable"]["message"]
+    # Orthanc Explorer's study page opens the same study in the viewer
+    assert seen["explorer"]["openedUrl"].endswith(f"/ohif/viewer?StudyInstanceUIDs={query_study}")
     assert not seen["pageErrors"], seen["pageErrors"]
     assert SCREENSHOT.is_file() and SCREENSHOT.stat().st_size > 10_000

@@ -116,7 +116,13 @@ function ResultCard({ group, onOpen, thumbnailUrl }) {
             {hit.patient_id ? `Patient ${hit.patient_id}` : ''}
             {more > 0 ? ` · +${more} more slice${more === 1 ? '' : 's'}` : ''}
           </span>
-          <button type="button" className="cbmir-open" data-testid="cbmir-open" onClick={() => onOpen(hit)}>
+          <button
+            type="button"
+            className="cbmir-open"
+            data-testid="cbmir-open"
+            title="Open this study in the viewer, on this slice"
+            onClick={() => onOpen(hit)}
+          >
             Open
           </button>
         </div>
