@@ -2,8 +2,8 @@
 # Installs the Debian/Ubuntu packages the project needs, only those missing.
 # Usage: scripts/install-system.sh [run|test]   ("test" adds Chromium for the viewer tests)
 set -euo pipefail
-packages=(orthanc orthanc-python orthanc-dicomweb orthanc-gdcm dcmtk python3-venv python3-dev g++ make curl)
-if [ "${1:-run}" = "test" ]; then packages+=(chromium dicom3tools nodejs npm); fi
+packages=(orthanc orthanc-python orthanc-dicomweb orthanc-gdcm dcmtk python3-venv python3-dev g++ make curl nodejs npm)
+if [ "${1:-run}" = "test" ]; then packages+=(chromium dicom3tools); fi
 # nodejs/npm are only installed when no node is on PATH (machines may bring their own).
 missing=()
 for p in "${packages[@]}"; do
