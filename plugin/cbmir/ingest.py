@@ -101,9 +101,16 @@ class Ingestor:
         lower_priority()
         if engine.embedder is None:
             engine.load_model()
+        seen_model = _file_stamp(self.config.model_path)
         while not engine.queue.stopped:
             if engine.embedder is None:
-                time.sleep(0.5)  # items stay pending until a model is available
+                # Items stay pending until a model is available; one installed (or fixed)
+                # while Orthanc runs is picked up without a restart.
+                stamp = _file_stamp(self.config.model_path)
+                if stamp != seen_model:
+                    seen_model = stamp
+                    engine.load_model()
+                time.sleep(0.5)
                 continue
             if self.embedder is None or self.embedder.model_path != engine.embedder.model_path:
                 self.embedder = engine.worker_embedder()
@@ -244,6 +251,15 @@ def orthanc_ids(dataset) -> dict:
             ("PatientID", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")]
     return {level: _orthanc_hash("|".join(keys[:n])) for n, level in
             ((1, "patient"), (2, "study"), (3, "series"), (4, "instance"))}
+
+
+def _file_stamp(path) -> tuple | None:
+    """(mtime, size) of the model and its card, None while the model is missing."""
+    try:
+        model, card = os.stat(path), os.stat(os.path.splitext(path)[0] + ".json")
+    except OSError:
+        return None
+    return model.st_mtime, model.st_size, card.st_mtime
 
 
 class _Gone(Exception):

@@ -153,3 +153,17 @@ def test_the_annoy_tier_is_built_in_the_background_and_reloaded_after_a_restart(
     assert index["built"] >= 8 and index["built"] + index["fresh"] == 20
     after = server.get(f"/cbmir/similar/{ids[3]}", params=query).json()["results"]
     assert [r["instance"] for r in after] == [r["instance"] for r in before]
+
+
+def test_a_model_installed_while_orthanc_runs_is_picked_up(make_server, tmp_path, tiny_model):
+    import shutil
+    target = tmp_path / "later" / "model.onnx"
+    server = make_server("latemodel", model=target)
+    instance = server.upload(synthetic_images(1, "LATE")[0])["ID"]
+    assert server.get(f"/cbmir/similar/{instance}").status_code == 503
+    target.parent.mkdir()
+    shutil.copy(tiny_model.with_suffix(".json"), target.with_suffix(".json"))
+    shutil.copy(tiny_model, target)
+    wait_for(lambda: server.status()["model"]["available"], timeout=20)
+    server.wait_idle()
+    assert server.get(f"/cbmir/similar/{instance}").status_code == 200

@@ -7,6 +7,7 @@ maps identical pixels to identical vectors and different images apart.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 from cbmir.preprocess import PREPROCESS_VERSION
@@ -39,10 +40,12 @@ def export_tiny_model(directory: str | Path, seed: int = 0, version: str = "tiny
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "tiny.onnx"
     model = Tiny().eval()
-    torch.onnx.export(model, torch.zeros(2, 1, INPUT_SIZE, INPUT_SIZE), str(path),
-                      input_names=["image"], output_names=["embedding"],
-                      dynamic_axes={"image": {0: "batch"}, "embedding": {0: "batch"}},
-                      opset_version=17, dynamo=False)
+    with warnings.catch_warnings():  # the TorchScript exporter is deprecated but needs no onnxscript
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(model, torch.zeros(2, 1, INPUT_SIZE, INPUT_SIZE), str(path),
+                          input_names=["image"], output_names=["embedding"],
+                          dynamic_axes={"image": {0: "batch"}, "embedding": {0: "batch"}},
+                          opset_version=17, dynamo=False)
     card = {"name": "tiny-random", "version": version, "architecture": "tiny-conv (random init)",
             "embedding_dim": DIM, "input_size": INPUT_SIZE,
             "preprocess_version": PREPROCESS_VERSION, "precision": "fp32",
