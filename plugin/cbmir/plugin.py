@@ -96,6 +96,9 @@ def register(orthanc) -> dict:
     except ImportError:
         pass  # the viewer is optional
     else:
-        register_static_routes(orthanc, config)
+        try:
+            register_static_routes(orthanc, config)
+        except Exception as error:  # a broken viewer must not keep the PACS from starting
+            orthanc.LogError(f"CBMIR: viewer routes not registered: {error!r}")
     log(f"CBMIR: plugin registered (index directory {config.index_directory})")
     return state

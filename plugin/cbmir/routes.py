@@ -30,6 +30,7 @@ def send_json(output, status: int, value) -> None:
     if status == 200:
         output.AnswerBuffer(body, "application/json")
     else:
+        output.SetHttpHeader("Content-Type", "application/json")
         output.SendHttpStatus(status, body, len(body))
 
 

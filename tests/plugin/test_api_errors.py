@@ -89,6 +89,7 @@ def test_a_dicom_upload_matching_a_stored_image_finds_it_first(orthanc, some_ind
 
 def error(response, status):
     assert response.status_code == status, response.text
+    assert response.headers["Content-Type"] == "application/json"
     body = response.json()
     assert body["status"] == status and body["error"]
     return body
