@@ -73,3 +73,50 @@ def test_resume_continues_the_history(tiny_manifest, tmp_path):
     assert second["history"][0] == first["history"][0]
     # The one-cycle schedule was built for 1 epoch, the resumed one for 2: both must still load.
     assert torch.load(tmp_path / "last.pt", weights_only=False)["epoch"] == 2
+
+
+def test_evaluate_an_onnx_model_without_torch(tiny_onnx, tiny_manifest, tmp_path):
+    """The ONNX path of `cbmir evaluate` must not need torch (plugin-side machines lack it)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'torch' or name.startswith('torch.'):\n"
+        "            raise ImportError('torch blocked for this test')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from cbmir.cli import main\n"
+        f"sys.exit(main(['evaluate', '--model', r'{tiny_onnx}', '--manifest', r'{tiny_manifest}',"
+        f" '--queries', 'test', '--database', 'train', '--out', r'{tmp_path}', '--quiet']))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "evaluation.json").read_text())["queries"] == 10
+
+
+def test_benchmark_runs_folds_and_ships_a_model(tmp_path):
+    from conftest import pick_rows, write_manifest
+
+    rows = pick_rows(6)
+    manifest = write_manifest(tmp_path / "data", rows, [f"fold{i % 3 + 1}" for i in range(18)])
+    arguments = ["benchmark", "--manifest", str(manifest), "--out", str(tmp_path / "docs"),
+                 "--runs", str(tmp_path / "runs"), "--models-dir", str(tmp_path / "models"),
+                 "--epochs", "1", "--input-size", "64", "--dim", "8", "--batch-size", "6",
+                 "--threads", "2", "--quiet"]
+    assert main(arguments) == 0
+    report = json.loads((tmp_path / "docs" / "figshare.json").read_text())
+    assert [f["fold"] for f in report["folds"]] == ["fold1", "fold2", "fold3"]
+    assert all(f["metrics"]["queries"] == 6 and f["metrics"]["database"] == 12
+               for f in report["folds"])
+    assert report["folds"][0]["onnx_parity_min_cosine"] >= 0.9999
+    markdown = (tmp_path / "docs" / "figshare.md").read_text()
+    assert "mean ± sd" in markdown and "Shipped default model" in markdown
+    card = json.loads((tmp_path / "models" / "default.json").read_text())
+    assert card["precision"] in ("fp32", "int8") and "cv_mAP" in card["metrics"]
+    assert Embedder(tmp_path / "models" / "default.onnx").dim == 8
+    # Re-running skips finished folds: results are read back, not retrained.
+    stamp = (tmp_path / "runs" / "fold1" / "result.json").stat().st_mtime
+    assert main(arguments + ["--no-default"]) == 0
+    assert (tmp_path / "runs" / "fold1" / "result.json").stat().st_mtime == stamp

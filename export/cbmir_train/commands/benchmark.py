@@ -7,6 +7,7 @@ same command is re-run until everything is done.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import shutil
 from pathlib import Path
@@ -81,6 +82,17 @@ def protocol(args, splits: list[str], records) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    Path(args.runs).mkdir(parents=True, exist_ok=True)
+    lock = (Path(args.runs) / ".lock").open("w")
+    try:  # two benchmarks in one work folder would overwrite each other's checkpoints
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"another `cbmir benchmark` is using {args.runs}; not starting a second one")
+        return 1
+    return _run_locked(args)
+
+
+def _run_locked(args: argparse.Namespace) -> int:
     records = datasets.read_manifest(args.manifest)
     splits = sorted({r.split for r in records if r.split})
     chosen = datasets.parse_splits(args.folds) or splits
