@@ -8,6 +8,7 @@ each of those parts only calls it.
 from __future__ import annotations
 
 import json
+import os
 import threading
 
 from .config import Config
@@ -62,8 +63,11 @@ class Engine:
         if self.embedder is None:
             return None
         c = self.config
+        # Threads 0 (auto): half the cores. onnxruntime's default (one thread per core) waits
+        # for its slowest thread, so a busy machine slows it down ~2x (docs/benchmarks/indexing.md).
+        threads = c.threads or max(1, (os.cpu_count() or 2) // 2)
         try:
-            return Embedder(c.model_path, threads=c.threads, device=c.device, allow_spinning=False)
+            return Embedder(c.model_path, threads=threads, device=c.device, allow_spinning=False)
         except ModelUnavailable:
             return self.embedder
 

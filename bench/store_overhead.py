@@ -1,0 +1,155 @@
+"""Benchmark 1: does storing an image get slower with the CBMIR plugin on?
+
+Why this shape: two real Orthancs run side by side with the same configuration,
+one without the Python plugin. Small blocks alternate between them (ABBA order)
+so that drifting background load (this machine is shared) hits both alike. The plugin-on server is *not*
+drained before its own uploads (its worker embeds while images keep arriving,
+as in a real archive) but it is drained before the plugin-off round starts, so
+its worker never steals CPU from the baseline.
+
+    .venv/bin/python bench/store_overhead.py --images 200 --block 10
+"""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import common
+import requests
+
+
+def rest_block(server, datas: list[bytes], clients: int) -> tuple[list[float], float]:
+    """POST /instances for each dataset; per-request latencies and wall time."""
+    session = requests.Session()
+    session.auth = server.auth
+    url = server.url + "/instances"
+
+    def one(data: bytes) -> float:
+        started = time.perf_counter()
+        response = session.post(url, data=data, headers={"Content-Type": "application/dicom"},
+                                timeout=60)
+        response.raise_for_status()
+        return time.perf_counter() - started
+
+    started = time.perf_counter()
+    if clients == 1:
+        latencies = [one(d) for d in datas]
+    else:
+        with ThreadPoolExecutor(clients) as pool:
+            latencies = list(pool.map(one, datas))
+    return latencies, time.perf_counter() - started
+
+
+def storescu(server, paths: list[Path]) -> float:
+    started = time.perf_counter()
+    result = subprocess.run(["storescu", "-aet", "BENCH", "-aec", server.aet, "127.0.0.1",
+                             str(server.dicom_port), *map(str, paths)],
+                            capture_output=True, text=True, timeout=600)
+    if result.returncode != 0:
+        raise RuntimeError(result.stderr[-2000:])
+    return time.perf_counter() - started
+
+
+def cstore_block(server, paths: list[Path], per_file: int) -> tuple[list[float], float]:
+    """`per_file` single-file associations (latency, incl. storescu start) then one batch."""
+    latencies = [storescu(server, [p]) for p in paths[:per_file]]
+    wall = storescu(server, paths[per_file:])
+    return latencies, wall
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=200, help="images per server per transport")
+    parser.add_argument("--block", type=int, default=10, help="images per block per transport")
+    parser.add_argument("--clients", type=int, default=1, help="parallel REST clients")
+    parser.add_argument("--cstore-single", type=int, default=2,
+                        help="single-file C-STORE associations per block (latency)")
+    parser.add_argument("--model", type=Path, default=common.DEFAULT_MODEL)
+    parser.add_argument("--out", type=Path, default=common.RESULTS)
+    args = parser.parse_args()
+    if args.images % args.block or args.block <= args.cstore_single:
+        parser.error("--images must be a multiple of --block, and --block > --cstore-single")
+    env = common.environment()
+    per, args.rounds = args.block, args.images // args.block
+    work = Path(tempfile.mkdtemp(prefix="cbmir-bench-store-"))
+    print(f"making {4 * args.images} DICOM instances ...", flush=True)
+    data = {key: common.make_instances(args.images, tag=f"ST{key}", seed=i)
+            for i, key in enumerate(("on-rest", "off-rest", "on-dimse", "off-dimse"))}
+    files = {}
+    for key in ("on-dimse", "off-dimse"):
+        (work / key).mkdir()
+        files[key] = []
+        for n, blob in enumerate(data[key]):
+            path = work / key / f"{n:05d}.dcm"
+            path.write_bytes(blob)
+            files[key].append(path)
+    servers = {"on": common.server(work / "on", plugin=True, model=args.model,
+                                   cbmir={"Threads": 0}),
+               "off": common.server(work / "off", plugin=False)}
+    servers["on"].start()
+    servers["off"].start(wait_plugin=False)
+    lat = {f"{m}-{t}": [] for m in ("on", "off") for t in ("rest", "dimse")}
+    wall = {key: 0.0 for key in lat}
+    count = {key: 0 for key in lat}
+    try:
+        for r in range(args.rounds):
+            order = ("on", "off") if r % 2 == 0 else ("off", "on")
+            for mode in order:
+                if mode == "off":
+                    servers["on"].wait_idle(600)  # its worker must not load the baseline
+                server, chunk = servers[mode], slice(r * per, (r + 1) * per)
+                latencies, seconds = rest_block(server, data[f"{mode}-rest"][chunk], args.clients)
+                lat[f"{mode}-rest"] += latencies
+                wall[f"{mode}-rest"] += seconds
+                count[f"{mode}-rest"] += len(latencies)
+                latencies, seconds = cstore_block(server, files[f"{mode}-dimse"][chunk],
+                                                  args.cstore_single)
+                lat[f"{mode}-dimse"] += latencies
+                wall[f"{mode}-dimse"] += seconds
+                count[f"{mode}-dimse"] += per - args.cstore_single
+            if r % 5 == 4:
+                print(f"block {r + 1}/{args.rounds}: load {common.load_average()}", flush=True)
+        status = servers["on"].wait_idle(600)
+    finally:
+        for s in servers.values():
+            s.stop()
+    results = {"images_per_server_per_transport": args.images, "block": args.block,
+               "rest_clients": args.clients, "model": str(args.model),
+               "indexed_by_plugin": status["indexed"], "failed": status["failed"]}
+    lines = ["| transport | plugin | p50 ms | p95 ms | throughput img/s |",
+             "| --- | --- | --- | --- | --- |"]
+    for key in lat:
+        summary = common.percentiles(lat[key])
+        summary["throughput_img_s"] = round(count[key] / wall[key], 1)
+        results[key] = summary
+        mode, transport = key.split("-")
+        lines.append(f"| {'REST' if transport == 'rest' else 'C-STORE'} | {mode} | "
+                     f"{summary['p50_ms']} | {summary['p95_ms']} | {summary['throughput_img_s']} |")
+    ratios = {}
+    for transport in ("rest", "dimse"):
+        on, off = results[f"on-{transport}"], results[f"off-{transport}"]
+        ratios[transport] = {"p50": round(on["p50_ms"] / off["p50_ms"], 3),
+                             "p95": round(on["p95_ms"] / off["p95_ms"], 3),
+                             "throughput": round(off["throughput_img_s"] / on["throughput_img_s"], 3)}
+    results["ratios_on_over_off"] = ratios
+    worst = max(v for r in ratios.values() for v in r.values())
+    results["goal_ratio_le_1_10"] = worst <= 1.10
+    lines += ["", "Ratio plugin on / off (throughput: off/on, so > 1 means slower with the plugin):",
+              *(f"- {('REST' if t == 'rest' else 'C-STORE')}: p50 {r['p50']}, p95 {r['p95']}, "
+                f"throughput {r['throughput']}" for t, r in ratios.items()),
+              f"- goal <= 1.10: {'met' if results['goal_ratio_le_1_10'] else 'MISSED'} "
+              f"(worst {worst}); plugin indexed {status['indexed']}, failed {status['failed']}",
+              "- C-STORE latency is one `storescu` run per file (process start + association "
+              "included, the same on both sides); C-STORE throughput is one association per block.",
+              "- The plugin-on server's worker indexes while its own blocks upload (as in a "
+              "real archive) and is drained before each plugin-off block."]
+    common.write_results("store-overhead", env, results, lines, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
