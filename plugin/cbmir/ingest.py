@@ -128,6 +128,7 @@ class Ingestor:
     def process(self, batch: list[tuple[str, bool]]) -> None:
         started = time.monotonic()
         engine = self.engine
+        deletions = engine.store.deletions
         embedder = self.embedder or engine.embedder
         index = engine.write_index()
         generation = index.generation
@@ -170,14 +171,16 @@ class Ingestor:
         new = [(row_id, vector) for row_id, vector in zip(ids, vectors) if row_id is not None]
         if new:
             engine.added(index, [row_id for row_id, _ in new], np.stack([v for _, v in new]))
-        self.drop_deleted_meanwhile({r.instance for r in records})
+        if engine.store.deletions != deletions:
+            self.drop_deleted_meanwhile({r.instance for r in records})
         self.processed += len({r.instance for r in records})
         self.seconds += time.monotonic() - started
 
     def drop_deleted_meanwhile(self, instances: set[str]) -> None:
         """An instance deleted while it was being embedded must not stay indexed: its
         DELETED callback may have run before our insert. Checked after the insert, so
-        either this check or that callback removes it."""
+        either this check or that callback removes it; only needed when some deletion
+        happened since the batch started (Orthanc deletes before it calls back)."""
         for instance in instances:
             try:
                 self.orthanc.RestApiGet(f"/instances/{instance}")

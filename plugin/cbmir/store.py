@@ -69,6 +69,7 @@ class Store:
         self.path = self.directory / "cbmir.sqlite"
         self._local = threading.local()
         self._write_lock = threading.Lock()
+        self.deletions = 0  # bumped before every delete: lets the worker skip a re-check
         with self._write_lock:
             self._conn().executescript(SCHEMA)
 
@@ -188,6 +189,7 @@ class Store:
     def delete_resource(self, level: str, orthanc_id: str) -> list[int]:
         """Remove every vector (all generations) and rejection under an Orthanc resource."""
         column = LEVEL_COLUMNS[level.lower()]
+        self.deletions += 1
         with self._write_lock:
             conn = self._conn()
             conn.execute("BEGIN IMMEDIATE")
