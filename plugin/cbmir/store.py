@@ -171,10 +171,12 @@ class Store:
         ids, blobs = [], []
         for row_id, blob in cursor:
             ids.append(row_id)
-            blobs.append(np.frombuffer(blob, dtype=np.float32))
+            blobs.append(blob)
         if not ids:
             return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
-        return np.asarray(ids, dtype=np.int64), np.vstack(blobs)
+        # one join + one frombuffer: no per-row array objects for millions of rows
+        matrix = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(ids), -1)
+        return np.asarray(ids, dtype=np.int64), matrix
 
     def instances(self, generation: int) -> list[str]:
         return [r[0] for r in self._conn().execute(

@@ -167,3 +167,34 @@ def test_a_model_installed_while_orthanc_runs_is_picked_up(make_server, tmp_path
     wait_for(lambda: server.status()["model"]["available"], timeout=20)
     server.wait_idle()
     assert server.get(f"/cbmir/similar/{instance}").status_code == 200
+
+
+def test_a_changed_model_triggers_a_re_index_at_start(make_server, tmp_path, tiny_model):
+    from support.tiny_model import export_tiny_model
+    server = make_server("newmodel", model=tiny_model)
+    ids = [server.upload(d)["ID"] for d in synthetic_images(5, "NEWMODEL")]
+    server.wait_idle()
+    server.stop()
+    other = export_tiny_model(tmp_path / "other", seed=1, version="tiny-random-2")
+    server.cbmir["ModelPath"] = str(other)
+    server.start()
+    status = wait_for(lambda: (s := server.status())["index"]["generation"] == 2
+                      and not s["reindex"]["running"] and s, timeout=60)
+    assert status["indexed"] == 5 and status["model"]["version"] == "tiny-random-2"
+    db = sqlite3.connect(server.home / "cbmir-index" / "cbmir.sqlite")
+    versions = {v for (v,) in db.execute("SELECT DISTINCT model_version FROM vectors")}
+    db.close()
+    assert versions == {"tiny-random-2"}
+    assert server.get(f"/cbmir/similar/{ids[0]}").status_code == 200
+
+
+def test_deleting_a_series_or_a_patient_removes_their_vectors(make_server):
+    server = make_server("levels")
+    series_ids = [server.upload(d)["ParentSeries"] for d in synthetic_images(3, "LVL-A")]
+    patient = [server.upload(d)["ParentPatient"] for d in synthetic_images(2, "LVL-B")][0]
+    keep = server.upload(synthetic_images(1, "LVL-C")[0])["ID"]
+    assert server.wait_idle()["indexed"] == 6
+    assert server.delete(f"/series/{series_ids[0]}").status_code == 200
+    assert server.delete(f"/patients/{patient}").status_code == 200
+    status = wait_for(lambda: (s := server.status())["indexed"] == 1 and s, timeout=20)
+    assert {r[0] for r in stored_rows(server)} == {keep} and status["index"]["size"] == 1

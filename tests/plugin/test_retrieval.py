@@ -128,3 +128,18 @@ def test_a_deleted_study_is_never_returned_again(orthanc, indexed):
     assert not any(r["study_instance_uid"] == study_uid for r in after["results"])
     gone = orthanc.get(f"/cbmir/similar/{instance}")
     assert gone.status_code == 404 and gone.json()["error"]
+
+
+def test_an_instance_stored_by_dicomweb_stow_is_indexed(orthanc, indexed):
+    case = figshare_cases(per_label_patients=1, slices=1)[0]
+    boundary = "cbmir-stow-boundary"
+    body = (f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode() + case.data
+            + f"\r\n--{boundary}--\r\n".encode())
+    response = orthanc.post("/dicom-web/studies", data=body, headers={
+        "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
+        "Accept": "application/dicom+json"})
+    assert response.status_code == 200, response.text
+    orthanc.wait_idle()
+    sop = pydicom.dcmread(io.BytesIO(case.data), stop_before_pixels=True).SOPInstanceUID
+    answer = orthanc.get(f"/cbmir/similar/{sop}")
+    assert answer.status_code == 200 and answer.json()["query"]["label"] == case.label
