@@ -198,3 +198,17 @@ def test_deleting_a_series_or_a_patient_removes_their_vectors(make_server):
     assert server.delete(f"/patients/{patient}").status_code == 200
     status = wait_for(lambda: (s := server.status())["indexed"] == 1 and s, timeout=20)
     assert {r[0] for r in stored_rows(server)} == {keep} and status["index"]["size"] == 1
+
+
+def test_a_re_index_killed_midway_resumes_after_restart(make_server):
+    server = make_server("reindexkill", cbmir={"BatchSize": 1})
+    ids = [server.upload(d)["ID"] for d in synthetic_images(60, "RKILL")]
+    server.wait_idle()
+    assert server.post("/cbmir/reindex").status_code == 200
+    server.kill()
+    server.start()
+    status = wait_for(lambda: (s := server.status())["index"]["generation"] == 2
+                      and not s["reindex"]["running"] and s, timeout=60)
+    assert status["indexed"] == len(ids)
+    rows = stored_rows(server)
+    assert len(rows) == len(set(rows)) == len(ids) and {r[2] for r in rows} == {2}
