@@ -43,6 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models-dir", default="models", help="where default.onnx/.json go")
     parser.add_argument("--max-int8-map-drop", type=float, default=0.005,
                         help="ship INT8 only if the mean held-out mAP drops less than this")
+    parser.add_argument("--compare-losses", default="",
+                        help="also train these losses on the first fold and report them beside")
     parser.add_argument("--quiet", action="store_true")
 
 
@@ -79,6 +81,31 @@ def protocol(args, splits: list[str], records) -> dict:
                      "gamma/contrast jitter; seed " + str(args.seed)),
         "hardware": "",
     }
+
+
+def compare_losses(args, records, splits, reference: dict, losses: list[str]) -> str:
+    """Train each alternative loss on the reference fold with the same budget; Markdown table."""
+    fold = reference["fold"]
+    others = [s for s in splits if s != fold]
+    rows = [(args.loss, reference)]
+    for loss in losses:
+        run_dir = Path(args.runs) / f"loss-{loss}-{fold}"
+        result_file = run_dir / "result.json"
+        if not result_file.is_file():
+            print(f"loss comparison: {loss} on {fold}", flush=True)
+            config = base_config(args, run_dir, others)
+            config.loss = loss
+            fit(config, resume=True)
+            result_file.write_text(json.dumps(fold_result(run_dir, records, fold, others, args),
+                                              indent=2))
+        rows.append((loss, json.loads(result_file.read_text())))
+    lines = [f"## Loss comparison ({fold} held out, same recipe and epochs)", "",
+             "| loss | mAP | P@1 | P@10 | train time |", "|---|---|---|---|---|"]
+    for loss, result in rows:
+        m = result["metrics"]
+        lines.append(f"| {loss} | {m['mAP']:.4f} | {m['P@1']:.4f} | {m['P@10']:.4f} | "
+                     f"{result['train_seconds'] / 60:.1f} min |")
+    return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -124,6 +151,9 @@ def _run_locked(args: argparse.Namespace) -> int:
         fit(base_config(args, full_dir, splits), resume=True)
         card = ship_default_model(full_dir, folds, args, Path(args.models_dir))
         sections.append(default_model_section(card, args.models_dir))
+    compared = [loss for loss in datasets.parse_splits(args.compare_losses) if loss != args.loss]
+    if compared and folds:
+        sections.append(compare_losses(args, records, splits, folds[0], compared))
     payload = write_report(out, args.name, info, folds, sections)
     print(json.dumps(payload.get("summary", {}), indent=2))
     shutil.rmtree(runs / "scratch", ignore_errors=True)
