@@ -70,3 +70,18 @@ def test_int8_quantization_keeps_the_contract(tiny_onnx, tmp_path):
     # A one-epoch model is not a fair accuracy test; the vectors must stay close, though.
     assert cosine(vectors, reference).mean() > 0.9
     assert torch.__version__  # torch present: this test runs with the training extras
+
+
+def test_quantize_command_records_the_comparison(tiny_onnx, tiny_manifest, tmp_path):
+    from cbmir.cli import main
+
+    out = tmp_path / "int8.onnx"
+    assert main(["quantize", "--model", str(tiny_onnx), "--out", str(out), "--manifest",
+                 str(tiny_manifest), "--calibration-splits", "train", "--calibration-images", "8",
+                 "--queries", "test", "--database", "train", "--threads", "1"]) == 0
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["precision"] == "int8"
+    comparison = card["quantization"]["comparison"]
+    assert comparison["mAP_change"] == comparison["int8"]["mAP"] - comparison["fp32"]["mAP"]
+    assert comparison["speedup"] > 0
+    assert Embedder(out).dim == card["embedding_dim"]
