@@ -212,3 +212,16 @@ def test_a_re_index_killed_midway_resumes_after_restart(make_server):
     assert status["indexed"] == len(ids)
     rows = stored_rows(server)
     assert len(rows) == len(set(rows)) == len(ids) and {r[2] for r in rows} == {2}
+
+
+def test_the_label_comes_from_the_configured_tag(make_server):
+    server = make_server("labeltag", cbmir={"LabelTag": "SeriesDescription"})
+    rng = np.random.default_rng(3)
+    study, series = generate_uid(), generate_uid()
+    ids = [server.upload(mr_image((rng.random((64, 64)) * 900).astype(np.uint16), f"LBL-{i}",
+                                  study, series, label="ignored", series_description="FLAIR"))["ID"]
+           for i in range(2)]
+    server.wait_idle()
+    answer = server.get(f"/cbmir/similar/{ids[0]}", params={"label": "flair"}).json()
+    assert answer["query"]["label"] == "FLAIR"
+    assert [r["instance"] for r in answer["results"]] == [ids[1]]
