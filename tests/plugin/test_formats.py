@@ -80,3 +80,24 @@ def test_other_modalities_are_skipped(orthanc):
     orthanc.wait_idle()
     answer = orthanc.get(f"/cbmir/similar/{instance}")
     assert answer.status_code == 422 and "modality CT" in answer.json()["error"]
+
+
+def test_pixels_orthanc_accepts_but_nobody_can_decode_are_recorded_as_failed(orthanc):
+    import io
+
+    import pydicom
+
+    good = mr_image(np.arange(64 * 64).reshape(64, 64), "BROKEN-PIXELS", generate_uid(),
+                    generate_uid())
+    dataset = pydicom.dcmread(io.BytesIO(good))
+    dataset.PixelData = dataset.PixelData[:100]  # 100 bytes for 64x64x2
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    instance = orthanc.upload(buffer.getvalue())["ID"]
+    orthanc.wait_idle()
+    answer = orthanc.get(f"/cbmir/similar/{instance}")
+    assert answer.status_code == 422 and answer.json()["kind"] == "failed"
+    status = orthanc.status()
+    assert status["failed"] >= 1
+    assert any(f["instance"] == instance for f in status["recent_failures"])
+    assert orthanc.get("/system").status_code == 200
