@@ -45,6 +45,8 @@ def register(orthanc) -> dict:
         elif engine.model_changed():
             log("CBMIR: the model changed since the index was built: re-indexing")
             engine.start_reindex(lambda: routes.list_instances(orthanc))
+        else:  # a large fresh tier at start (lost Annoy file, crash before a rebuild) would
+            engine.maybe_rebuild(engine.active)  # otherwise wait for the next stored image
         engine.started = True
         log(f"CBMIR: started; index {engine.active.describe()}")
 
