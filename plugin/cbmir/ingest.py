@@ -64,7 +64,7 @@ def dataset_text(dataset, keyword: str) -> str:
 
 def image_to_array(orthanc, image) -> np.ndarray:
     """An orthanc.Image (pitch-padded buffer) -> 2-D or (H, W, C) numpy array."""
-    fmt = image.GetImageFormat()
+    fmt = image.GetImagePixelFormat()
     name = next((n for n in PIXEL_FORMATS if getattr(orthanc.PixelFormat, n, None) == fmt), None)
     if name is None:
         raise decode.UndecodableImage(f"unsupported Orthanc pixel format {fmt}")
@@ -86,6 +86,7 @@ class Ingestor:
         self.thread: threading.Thread | None = None
         self.processed = 0
         self.seconds = 0.0
+        self.decoded_by = {"orthanc": 0, "pydicom": 0}  # instances per decoder (status)
         self.embedder = None  # the worker's own low-priority session (see Engine.worker_embedder)
 
     def start(self) -> None:
@@ -232,10 +233,13 @@ class Ingestor:
                                          dataset)
                       for i in range(count)]
             if frames and all(f.ndim in (2, 3) and min(f.shape[:2]) >= 2 for f in frames):
+                self.decoded_by["orthanc"] += 1
                 return frames
         except Exception:  # noqa: BLE001 - Orthanc raises for syntaxes it cannot decode
             pass
-        return decode.frames_from_dataset(dataset)
+        frames = decode.frames_from_dataset(dataset)
+        self.decoded_by["pydicom"] += 1
+        return frames
 
 
 def _orthanc_hash(text: str) -> str:

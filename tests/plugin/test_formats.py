@@ -15,9 +15,27 @@ SYNTAX_FILES = sorted((DICOM_MR / "dcm_qa_ts").glob("*.dcm")) + \
     sorted((DICOM_MR / "pydicom-data-emri").glob("*.dcm"))
 
 
+def with_new_sop_uid(path) -> bytes:
+    """The emri_small files share one SOPInstanceUID (Orthanc would keep only the first):
+    give each its own, keeping its transfer syntax and encoded pixels."""
+    import io
+
+    import pydicom
+
+    dataset = pydicom.dcmread(path)
+    dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
 @pytest.fixture(scope="module")
 def stored(orthanc):
-    answers = {path.name: orthanc.upload(path) for path in SYNTAX_FILES}
+    answers = {}
+    for path in SYNTAX_FILES:
+        data = with_new_sop_uid(path) if path.name.startswith("emri_small_") else path.read_bytes()
+        answers[path.name] = orthanc.upload(data)
+        assert answers[path.name]["Status"] == "Success", (path.name, answers[path.name])
     orthanc.wait_idle()
     return answers
 
@@ -101,3 +119,30 @@ def test_pixels_orthanc_accepts_but_nobody_can_decode_are_recorded_as_failed(ort
     assert status["failed"] >= 1
     assert any(f["instance"] == instance for f in status["recent_failures"])
     assert orthanc.get("/system").status_code == 200
+
+
+def test_every_syntax_of_the_same_frames_gives_the_same_vectors(orthanc, stored):
+    query = stored["emri_small.dcm"]["ID"]
+    twins = {stored[name]["ID"] for name in stored if name.startswith("emri_small_")}
+    results = orthanc.get(f"/cbmir/similar/{query}", params={
+        "frame": 3, "group_by": "instance", "exclude_same_patient": "false", "k": 20}).json()["results"]
+    same_frame = [r for r in results if r["instance"] in twins and r["frame"] == 3]
+    assert len(same_frame) == len(twins) == 4
+    assert all(r["score"] > 0.9999 for r in same_frame)
+
+
+def test_the_pydicom_fallback_decodes_what_orthanc_cannot_into_the_same_vectors(make_server):
+    """Without the GDCM plugin Orthanc 1.10 cannot decode JPEG 2000: pydicom + pylibjpeg take
+    over, and the frames must embed exactly like Orthanc's own decoding of the raw twin."""
+    server = make_server("no-gdcm", overrides={"Plugins": [
+        "/usr/share/orthanc/plugins/libOrthancDicomWeb.so",
+        "/usr/share/orthanc/plugins/libOrthancPython.so"]})
+    raw = server.upload(DICOM_MR / "pydicom-data-emri" / "emri_small.dcm")["ID"]
+    j2k = server.upload(with_new_sop_uid(DICOM_MR / "pydicom-data-emri" /
+                                         "emri_small_jpeg_2k_lossless.dcm"))["ID"]
+    status = server.wait_idle()
+    assert status["ingest"]["decoded_by"] == {"orthanc": 1, "pydicom": 1}
+    results = server.get(f"/cbmir/similar/{raw}", params={
+        "frame": 5, "group_by": "instance", "exclude_same_patient": "false"}).json()["results"]
+    assert results[0]["instance"] == j2k and results[0]["frame"] == 5
+    assert results[0]["score"] > 0.9999

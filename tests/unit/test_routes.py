@@ -70,7 +70,7 @@ class FakeImage:
     def __init__(self, array, fmt, pitch_pad=3):
         self.array, self.fmt, self.pad = array, fmt, pitch_pad
 
-    def GetImageFormat(self): return self.fmt  # noqa: E704,N802
+    def GetImagePixelFormat(self): return self.fmt  # noqa: E704,N802
     def GetImageWidth(self): return self.array.shape[1]  # noqa: E704,N802
     def GetImageHeight(self): return self.array.shape[0]  # noqa: E704,N802
     def GetImagePitch(self): return self.array[0].nbytes + self.pad  # noqa: E704,N802
