@@ -27,6 +27,7 @@ class Engine:
         self.embedder: Embedder | None = None
         self.model_error: str | None = "model not loaded yet"
         self.started = False  # set once ORTHANC_STARTED work is done (model, threads)
+        self.sdk_missing: list[str] = []  # orthanc-python names we use but it lacks
         self.active = self._new_index(self.store.active_generation)
         self.active.load(self.store)
         self.target: VectorIndex | None = None
@@ -167,7 +168,8 @@ class Engine:
         model = ({"available": True, **{k: v for k, v in self.embedder.describe().items()}}
                  if self.embedder else {"available": False, "error": self.model_error,
                                         "path": str(self.config.model_path)})
-        return {"started": self.started, "indexed": counts["indexed"], "indexed_frames": counts["frames"],
+        return {"started": self.started, "sdk_missing": self.sdk_missing,
+                "indexed": counts["indexed"], "indexed_frames": counts["frames"],
                 "pending": self.queue.pending(), "failed": counts["failed"],
                 "skipped": counts["skipped"], "model": model,
                 "index": self.active.describe(), "reindex": dict(self.reindex_progress),

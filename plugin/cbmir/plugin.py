@@ -16,6 +16,27 @@ from .engine import Engine
 from .ingest import Ingestor
 
 
+# The orthanc-python API this package uses; checked against the real module at start-up
+# (status "sdk_missing") and against the unit tests' fakes, so a fake cannot drift.
+SDK_NAMES = {
+    "orthanc": ["GetConfiguration", "LogWarning", "LogError", "RegisterOnChangeCallback",
+                "RegisterRestCallback", "RestApiGet", "RestApiPost", "GetDicomForInstance",
+                "DecodeDicomImage", "OrthancException", "ChangeType", "ResourceType",
+                "PixelFormat"],
+    "Image": ["GetImagePixelFormat", "GetImageWidth", "GetImageHeight", "GetImagePitch",
+              "GetImageBuffer"],
+    "RestOutput": ["AnswerBuffer", "SendHttpStatus", "SetHttpHeader", "SendMethodNotAllowed"],
+}
+
+
+def missing_sdk_names(orthanc) -> list[str]:
+    missing = []
+    for owner, names in SDK_NAMES.items():
+        target = orthanc if owner == "orthanc" else getattr(orthanc, owner, None)
+        missing += [f"{owner}.{name}" for name in names if not hasattr(target, name)]
+    return missing
+
+
 def resource_levels(orthanc) -> dict:
     kinds = orthanc.ResourceType
     return {kinds.PATIENT: "patient", kinds.STUDY: "study", kinds.SERIES: "series",
@@ -31,6 +52,9 @@ def register(orthanc) -> dict:
         orthanc.LogError(f"CBMIR: bad configuration: {error}")
         raise
     engine = Engine(config, log=log)
+    engine.sdk_missing = missing_sdk_names(orthanc)
+    if engine.sdk_missing:
+        orthanc.LogError(f"CBMIR: this orthanc-python lacks {engine.sdk_missing}")
     ingestor = Ingestor(orthanc, engine)
     follower = ChangeFollower(orthanc, engine, lambda: routes.list_instances(orthanc))
     state = {"engine": engine, "ingestor": ingestor, "follower": follower}

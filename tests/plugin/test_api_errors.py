@@ -55,6 +55,7 @@ def test_status_reports_counts_model_and_index(orthanc, some_indexed):
     for key in ("indexed", "pending", "failed", "model", "index"):
         assert key in status
     assert status["model"]["available"] and status["index"]["size"] >= len(some_indexed)
+    assert status["sdk_missing"] == [], "the real orthanc module lacks names the plugin uses"
 
 
 def test_a_png_upload_finds_similar_cases(orthanc, some_indexed):

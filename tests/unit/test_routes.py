@@ -97,3 +97,13 @@ def test_pitch_padded_orthanc_buffers_become_the_right_arrays(array, fmt):
 def test_rgba_drops_alpha():
     rgba = np.arange(48, dtype=np.uint8).reshape(3, 4, 4)
     assert np.array_equal(image_to_array(FAKE_ORTHANC, FakeImage(rgba, 5)), rgba[..., :3])
+
+
+def test_the_fakes_offer_every_sdk_name_the_plugin_uses():
+    """The real module is checked at start-up (status 'sdk_missing', see test_api_errors)."""
+    from cbmir.plugin import SDK_NAMES
+
+    for name in SDK_NAMES["Image"]:
+        assert hasattr(FakeImage, name), name
+    for name in SDK_NAMES["RestOutput"]:
+        assert hasattr(FakeOutput, name), name
