@@ -22,6 +22,8 @@ class WorkQueue:
 
     def put(self, instance: str, force: bool = False) -> None:
         with self._cond:
+            if not force and instance in self._in_flight:
+                return  # being processed now; waiters see it pending until done()
             if instance in self._queued:
                 self._queued[instance] = self._queued[instance] or force
                 return

@@ -48,3 +48,13 @@ def test_a_forced_put_upgrades_a_queued_item_and_stop_wakes_waiters():
     assert queue.get_batch(1, 0.1) == [("a", True)]
     threading.Timer(0.1, queue.stop).start()
     assert queue.wait_done(["a"]) is False
+
+
+def test_an_instance_being_processed_is_not_queued_again_unless_forced():
+    queue = WorkQueue()
+    queue.put("a")
+    queue.get_batch(1, 0.1)
+    queue.put("a")
+    assert queue.pending() == 1 and queue.get_batch(1, 0.05) == []
+    queue.put("a", force=True)  # a re-index must re-embed it even while in flight
+    assert queue.get_batch(1, 0.1) == [("a", True)]
