@@ -118,7 +118,7 @@ class OrthancServer:
             return self.process.wait(timeout)
         except subprocess.TimeoutExpired:
             self.kill()
-            raise RuntimeError(f"Orthanc did not stop in {timeout} s:\n{self.log_tail()}")
+            raise RuntimeError(f"Orthanc did not stop in {timeout} s:\n{self.log_tail()}") from None
 
     def log_tail(self, chars: int = 4000) -> str:
         try:

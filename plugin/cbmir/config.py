@@ -8,7 +8,7 @@ Orthanc.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 SECTION = "CBMIR"
@@ -38,7 +38,6 @@ class Config:
     max_upload_bytes: int = 64 * 1024 * 1024
     catch_up_seconds: float = 5.0
     viewer_directory: Path | None = None
-    extra: dict = field(default_factory=dict)
 
     def accepts_modality(self, modality: str) -> bool:
         return "*" in self.modalities or (modality or "").upper() in self.modalities
@@ -133,5 +132,4 @@ def load_config(orthanc_config: dict) -> Config:
         max_upload_bytes=_int(section, "MaxUploadBytes", 64 * 1024 * 1024, 1024, 2 ** 31),
         catch_up_seconds=float(seconds),
         viewer_directory=_path(section, "ViewerDirectory", None),
-        extra={k: v for k, v in orthanc_config.items() if k in ("Name", "DicomAet")},
     )

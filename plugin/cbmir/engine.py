@@ -7,7 +7,6 @@ each of those parts only calls it.
 """
 from __future__ import annotations
 
-import json
 import os
 import threading
 
@@ -178,6 +177,3 @@ class Engine:
                 "config": {"modalities": list(self.config.modalities),
                            "label_tag": self.config.label_tag_text,
                            "batch_size": self.config.batch_size}}
-
-    def to_json(self, value) -> str:
-        return json.dumps(value, default=str)
