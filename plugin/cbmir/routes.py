@@ -160,9 +160,12 @@ def query_upload(orthanc, engine, headers: dict, body: bytes) -> dict:
         raise ApiError(400, "empty body: POST a DICOM file or a PNG/JPEG image")
     data, content_type, raw_params = split_upload(headers, body)
     params = parse_params(raw_params)
+    patient_id = raw_params.get("patient_id") or None
     if decode.looks_like_dicom(data) or content_type == "application/dicom":
         try:
-            frames = decode.decode_dicom_bytes(data)
+            dataset = decode.read_dataset(data)
+            patient_id = patient_id or str(dataset.get("PatientID", "") or "") or None
+            frames = decode.frames_from_dataset(dataset)
         except decode.NotAnImage as error:
             raise ApiError(422, f"not an indexable image: {error}") from None
         except decode.UndecodableImage as error:
@@ -187,7 +190,7 @@ def query_upload(orthanc, engine, headers: dict, body: bytes) -> dict:
         vector = engine.embedder.embed_images([pixels])[0]
     except ValueError as error:
         raise ApiError(422, f"not an indexable image: {error}") from None
-    query = {"instance": None, "patient_id": (raw_params.get("patient_id") or None),
+    query = {"instance": None, "patient_id": patient_id,
              "upload_bytes": len(data), "content_type": content_type}
     if query["patient_id"] is None:
         params = Params(**dict(params.__dict__, exclude_same_patient=False))

@@ -82,10 +82,23 @@ def test_a_dicom_upload_matching_a_stored_image_finds_it_first(orthanc, some_ind
     data = orthanc.get(f"/instances/{some_indexed[0]}/file").content
     response = orthanc.post("/cbmir/query", data=data,
                             headers={"Content-Type": "application/dicom",
-                                     "X-CBMIR-Group-By": "instance"})
+                                     "X-CBMIR-Group-By": "instance",
+                                     "X-CBMIR-Exclude-Same-Patient": "false"})
     assert response.status_code == 200, response.text
     best = response.json()["results"][0]
     assert best["instance"] == some_indexed[0] and best["score"] > 0.999
+    # by default the uploaded DICOM's own patient is excluded, like GET /cbmir/similar
+    default = orthanc.post("/cbmir/query", data=data,
+                           headers={"Content-Type": "application/dicom"}).json()
+    assert default["query"]["patient_id"] == "API-0"
+    assert default["results"] and all(r["patient_id"] != "API-0" for r in default["results"])
+
+
+def test_a_picture_upload_excludes_the_patient_named_in_a_header(orthanc, some_indexed):
+    answer = orthanc.post("/cbmir/query", data=png_bytes(),
+                          headers={"Content-Type": "image/png", "X-CBMIR-Patient-Id": "API-1",
+                                   "X-CBMIR-K": "10"}).json()
+    assert answer["results"] and all(r["patient_id"] != "API-1" for r in answer["results"])
 
 
 def error(response, status):
