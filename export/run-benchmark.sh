@@ -9,4 +9,4 @@ exec .venv/bin/cbmir benchmark \
     --manifest ../shared/data/figshare-cheng/manifest.csv \
     --out docs/benchmarks --name figshare --runs runs/benchmark --models-dir models \
     --epochs "$EPOCHS" --input-size 128 --dim 128 --loss proxy --threads "${THREADS:-2}" \
-    --compare-losses "${COMPARE_LOSSES-multisim}" --quiet
+    --compare-losses "${COMPARE_LOSSES-multisim}" --notes export/figshare-notes.md --quiet

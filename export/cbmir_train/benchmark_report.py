@@ -34,7 +34,8 @@ def write_report(out: Path, name: str, protocol: dict, folds: list[dict],
 def markdown(payload: dict, extra_sections: list[str]) -> str:
     protocol, folds, summary = payload["protocol"], payload["folds"], payload["summary"]
     lines = [f"# Retrieval benchmark: {protocol['dataset']}", "",
-             f"Reproduce: `{protocol['command']}`", "",
+             f"Reproduce: `{protocol['command']}`"
+             + (f" or `{protocol['script']}` (the same settings)" if protocol.get("script") else ""), "",
              "## Protocol", "",
              f"- Data: {protocol['data_description']}",
              f"- Folds: {protocol['folds_description']}",

@@ -45,6 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="ship INT8 only if the mean held-out mAP drops less than this")
     parser.add_argument("--compare-losses", default="",
                         help="also train these losses on the first fold and report them beside")
+    parser.add_argument("--notes", help="Markdown file appended to the report (what was tried)")
     parser.add_argument("--quiet", action="store_true")
 
 
@@ -63,7 +64,9 @@ def protocol(args, splits: list[str], records) -> dict:
         "dataset": f"{args.name} ({len(records)} images, labels {', '.join(labels)})",
         "command": (f"cbmir benchmark --manifest {args.manifest} --out {args.out} "
                     f"--epochs {args.epochs} --input-size {args.input_size} --dim {args.dim} "
-                    f"--loss {args.loss}"),
+                    f"--loss {args.loss}"
+                    + (f" --compare-losses {args.compare_losses}" if args.compare_losses else "")),
+        "script": "export/run-benchmark.sh",
         "data_description": (f"manifest `{args.manifest}`; images decoded with "
                              "`cbmir.decode.read_image_file` and preprocessed with "
                              "`cbmir.preprocess.preprocess` (the plugin's own path)"),
@@ -154,6 +157,8 @@ def _run_locked(args: argparse.Namespace) -> int:
     compared = [loss for loss in datasets.parse_splits(args.compare_losses) if loss != args.loss]
     if compared and folds:
         sections.append(compare_losses(args, records, splits, folds[0], compared))
+    if args.notes and Path(args.notes).is_file():
+        sections.append(Path(args.notes).read_text())
     payload = write_report(out, args.name, info, folds, sections)
     print(json.dumps(payload.get("summary", {}), indent=2))
     shutil.rmtree(runs / "scratch", ignore_errors=True)
