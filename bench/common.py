@@ -39,6 +39,12 @@ def _run(args: list[str]) -> str:
         return ""
 
 
+def busiest(count: int = 5) -> list[str]:
+    """The processes using most CPU at start: other work sharing the cores, stated honestly."""
+    lines = _run(["ps", "-eo", "pcpu,ni,comm", "--sort=-pcpu", "--no-headers"]).splitlines()
+    return [" ".join(line.split()) for line in lines[:count]]
+
+
 def environment() -> dict:
     """Hardware, date, load and commit: printed into every result file."""
     model = next((line.split(":", 1)[1].strip() for line in _run(["lscpu"]).splitlines()
@@ -48,6 +54,7 @@ def environment() -> dict:
             "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
             "load_average_start": load_average(), "uptime": _run(["uptime"]),
             "git_commit": _run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"]),
+            "busiest_processes": busiest(),
             "python": platform.python_version(), "command": " ".join(sys.argv)}
 
 
@@ -75,7 +82,9 @@ def write_results(name: str, env: dict, results: dict, summary_lines: list[str],
           f"- date (UTC): {env['date_utc']}; commit {env['git_commit']}",
           f"- hardware: {env['cpu_model']}, {env['cores']} cores, {env['memory_gib']} GiB",
           f"- load average (1/5/15 min) at start {env['load_average_start']}, at end "
-          f"{env['load_average_end']}", "", *summary_lines, "",
+          f"{env['load_average_end']}",
+          f"- busiest processes at start (%CPU, nice, name): {'; '.join(env['busiest_processes'])}",
+          "", *summary_lines, "",
           f"Raw figures: `{name}.json`.", ""]
     path = out_dir / f"{name}.md"
     path.write_text("\n".join(md))
