@@ -1,9 +1,29 @@
-"""Hardening fixture: after every bad request Orthanc must still be up and answering."""
+"""Hardening fixtures: each module gets its own real Orthanc, so the broken objects and the
+shared sample files it stores never reach the session server other tests count on; after
+every bad request Orthanc must still be up and answering."""
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
 from hardening_checks import assert_alive
+from orthanc_server import ORTHANC, OrthancServer
+
+# As the session server (tests/conftest.py): small upload limit, Annoy tier exercised.
+CBMIR = {"RebuildThreshold": 16, "MaxUploadBytes": 4 * 1024 * 1024}
+
+
+@pytest.fixture(scope="module")
+def orthanc(tmp_path_factory, model_path):
+    """Overrides the session server for this directory (same CBMIR settings: 4 MiB uploads)."""
+    if not Path(ORTHANC).exists():
+        pytest.skip("Orthanc is not installed (/usr/sbin/Orthanc): run scripts/install-system.sh test")
+    server = OrthancServer(tmp_path_factory.mktemp("orthanc-hardening"), model_path=model_path,
+                           cbmir=CBMIR)
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture
