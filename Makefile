@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 SYSTEM_PYTHON := /usr/bin/python3
 
-.PHONY: run test system-deps system-deps-test venv venv-train viewer benchmark-figshare clean
+.PHONY: run test bench system-deps system-deps-test venv venv-train viewer benchmark-figshare clean
 
 run: system-deps venv viewer
 	scripts/run.sh
@@ -38,8 +38,17 @@ venv-train: $(VENV)/.train-ok
 viewer:
 	$(MAKE) -C viewer-extension build
 
+# Retrieval benchmark on the public figshare set (5 folds + the shipped default model); resumable.
 benchmark-figshare: venv-train
-	$(VENV)/bin/cbmir benchmark --manifest ../shared/data/figshare-cheng/manifest.csv --out docs/benchmarks
+	export/run-benchmark.sh
+
+# PACS benchmarks (issue figures in docs/benchmarks/): about 20 minutes on 2 cores.
+bench: system-deps-test venv-train
+	$(PY) bench/store_overhead.py --images 300 --block 10
+	$(PY) bench/indexing.py
+	$(PY) bench/query.py --sizes 16000,100000,1000000 --rest 16000
+	$(PY) bench/load.py --seconds 60
+	$(PY) bench/crash.py --images 500 --kills 3
 
 clean:
 	rm -rf $(VENV) build
