@@ -21,6 +21,7 @@ import numpy as np
 from . import decode
 from .preprocess import preprocess
 from .store import Record
+from .workqueue import Pacer
 
 # Orthanc pixel format name -> (numpy dtype, channels)
 PIXEL_FORMATS = {"GRAYSCALE8": (np.uint8, 1), "GRAYSCALE16": (np.uint16, 1),
@@ -88,6 +89,7 @@ class Ingestor:
         self.seconds = 0.0
         self.decoded_by = {"orthanc": 0, "pydicom": 0}  # instances per decoder (status)
         self.embedder = None  # the worker's own low-priority session (see Engine.worker_embedder)
+        self.pacer = Pacer(engine.queue)  # yields to storing while images arrive
 
     def start(self) -> None:
         self.thread = threading.Thread(target=self._run, name="cbmir-ingest", daemon=True)
@@ -115,15 +117,19 @@ class Ingestor:
                 continue
             if self.embedder is None or self.embedder.model_path != engine.embedder.model_path:
                 self.embedder = engine.worker_embedder()
-            batch = engine.queue.get_batch(self.config.batch_size, timeout=0.5)
+            self.pacer.wait_turn()
+            batch = engine.queue.get_batch(self.pacer.batch_size(self.config.batch_size),
+                                           timeout=0.5)
             if not batch:
                 continue
+            started = time.monotonic()
             try:
                 self.process(batch)
             except Exception as error:  # never let the worker die
                 engine.log(f"CBMIR: worker error on {len(batch)} instance(s): {error!r}")
             finally:
                 engine.queue.done([instance for instance, _ in batch])
+            self.pacer.rest(time.monotonic() - started)
 
     # -- one batch ------------------------------------------------------------------------------
     def process(self, batch: list[tuple[str, bool]]) -> None:

@@ -90,8 +90,9 @@ def register(orthanc) -> dict:
                 # Enqueued here, not in OnStoredInstance: that hook runs in the storing thread
                 # (serialized, and it must take the GIL from the busy worker), which made every
                 # upload slower (docs/benchmarks/store-overhead.md). A re-sent instance fires no
-                # NEW_INSTANCE, and it is already indexed or rejected.
-                engine.queue.put(resource_id)
+                # NEW_INSTANCE, and it is already indexed or rejected. `arrival` tells the
+                # worker's pacer that storing is busy.
+                engine.queue.put(resource_id, arrival=True)
                 follower.notify()
             elif change_type == orthanc.ChangeType.DELETED:
                 follower.on_deleted(LEVELS.get(level, "instance"), resource_id)

@@ -1,9 +1,11 @@
-"""A de-duplicating work queue of Orthanc instance IDs.
+"""A de-duplicating work queue of Orthanc instance IDs, and the worker's pacing.
 
-Why not queue.Queue: the same instance arrives from OnStoredInstance, from the
+Why not queue.Queue: the same instance arrives from NEW_INSTANCE, from the
 /changes catch-up and from a re-index; it must be processed once, and the
 catch-up must be able to wait until *its* instances are done (queued or in
-flight) before it moves its persisted checkpoint.
+flight) before it moves its persisted checkpoint. The queue also remembers when
+the last image *arrived* (NEW_INSTANCE), so the worker can yield while storing
+is busy (see `Pacer`).
 """
 from __future__ import annotations
 
@@ -17,17 +19,23 @@ class WorkQueue:
         self._cond = threading.Condition()
         self._order: collections.deque[str] = collections.deque()
         self._queued: dict[str, bool] = {}   # instance -> force
+        self._since: dict[str, float] = {}    # instance -> monotonic time it was queued
         self._in_flight: set[str] = set()
         self.stopped = False
+        self.last_arrival = float("-inf")  # monotonic time of the last stored image
 
-    def put(self, instance: str, force: bool = False) -> None:
+    def put(self, instance: str, force: bool = False, arrival: bool = False) -> None:
+        """`arrival`: the instance was just stored (not catch-up or re-index work)."""
         with self._cond:
+            if arrival:
+                self.last_arrival = time.monotonic()
             if not force and instance in self._in_flight:
                 return  # being processed now; waiters see it pending until done()
             if instance in self._queued:
                 self._queued[instance] = self._queued[instance] or force
                 return
             self._queued[instance] = force
+            self._since[instance] = time.monotonic()
             self._order.append(instance)
             self._cond.notify_all()
 
@@ -44,6 +52,7 @@ class WorkQueue:
             while self._order and len(batch) < size:
                 instance = self._order.popleft()
                 batch.append((instance, self._queued.pop(instance)))
+                self._since.pop(instance, None)
                 self._in_flight.add(instance)
             return batch
 
@@ -51,6 +60,13 @@ class WorkQueue:
         with self._cond:
             self._in_flight.difference_update(instances)
             self._cond.notify_all()
+
+    def oldest_age(self) -> float:
+        """Seconds since the oldest queued item was queued (0 when none)."""
+        with self._cond:
+            if not self._order:
+                return 0.0
+            return time.monotonic() - self._since.get(self._order[0], time.monotonic())
 
     def is_pending(self, instance: str) -> bool:
         with self._cond:
@@ -79,3 +95,40 @@ class WorkQueue:
         with self._cond:
             self.stopped = True
             self._cond.notify_all()
+
+
+class Pacer:
+    """Makes the ingest worker yield to storing while images arrive.
+
+    Why: the worker embeds inside Orthanc's process; on a small server every
+    millisecond it computes while an upload runs makes that upload slower
+    (docs/benchmarks/store-overhead.md). While images arrived within `window`
+    seconds the worker waits until the oldest item has waited `defer` seconds
+    (short upload bursts finish first), then takes small batches and rests
+    after each one so that it computes at most `duty` of the time. When
+    arrivals stop it runs full batches at full speed (catch-up).
+    """
+
+    def __init__(self, queue: WorkQueue, window: float = 0.15, defer: float = 0.3,
+                 duty: float = 0.25, busy_batch: int = 2):
+        self.queue = queue
+        self.window, self.defer, self.duty, self.busy_batch = window, defer, duty, busy_batch
+
+    def busy(self) -> bool:
+        return time.monotonic() - self.queue.last_arrival < self.window
+
+    def batch_size(self, full: int) -> int:
+        return min(full, self.busy_batch) if self.busy() else full
+
+    def wait_turn(self) -> None:
+        """Before a batch: while storing is busy, let young items wait (bounded by defer)."""
+        while self.busy() and not self.queue.stopped:
+            age = self.queue.oldest_age()
+            if age == 0 or age >= self.defer:  # empty (get_batch waits) or waited enough
+                return
+            time.sleep(min(self.defer - age, self.window))
+
+    def rest(self, worked: float) -> None:
+        """After a batch that took `worked` seconds: rest so the duty cycle holds."""
+        if worked > 0 and self.busy() and not self.queue.stopped:
+            time.sleep(min(1.0, worked * (1 - self.duty) / self.duty))

@@ -58,3 +58,21 @@ def test_an_instance_being_processed_is_not_queued_again_unless_forced():
     assert queue.pending() == 1 and queue.get_batch(1, 0.05) == []
     queue.put("a", force=True)  # a re-index must re-embed it even while in flight
     assert queue.get_batch(1, 0.1) == [("a", True)]
+
+
+def test_the_pacer_yields_only_while_images_arrive():
+    from cbmir.workqueue import Pacer
+    queue = WorkQueue()
+    pacer = Pacer(queue, window=0.2, defer=0.1, duty=0.5, busy_batch=2)
+    queue.put("a")  # catch-up / re-index work: full speed
+    assert not pacer.busy() and pacer.batch_size(8) == 8
+    pacer.rest(0.05)  # no pause when storing is idle
+    queue.put("b", arrival=True)
+    assert pacer.busy() and pacer.batch_size(8) == 2
+    import time
+    started = time.monotonic()
+    pacer.wait_turn()  # "a" is older than defer or waits until it is
+    assert queue.oldest_age() >= 0.1 or time.monotonic() - started < 0.2
+    started = time.monotonic()
+    pacer.rest(0.02)  # duty 0.5: rests as long as it worked
+    assert 0.015 <= time.monotonic() - started < 0.2
