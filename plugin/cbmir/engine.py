@@ -29,6 +29,7 @@ class Engine:
         self.sdk_missing: list[str] = []  # orthanc-python names we use but it lacks
         self.active = self._new_index(self.store.active_generation)
         self.active.load(self.store)
+        self.store.warm_cache(self.active.generation)  # queries read no SQLite rows
         self.target: VectorIndex | None = None
         self.reindex_progress: dict = {"running": False}
         self._rebuild_thread: threading.Thread | None = None

@@ -60,6 +60,66 @@ class Record:
     model_version: str = ""
 
 
+CACHE_ROWS = 50_000  # rows kept in memory, ~1.5 KB each
+
+
+class RowCache:
+    """Rows (metadata + vector) of whole instances, in memory, up to `limit` rows.
+
+    Why: a REST query reads its own instance's vector and the metadata of ~50
+    neighbours; through SQLite that is one connection per Orthanc HTTP thread,
+    each with a cold page cache over wide rows (~27 % of a query at 16k,
+    docs/benchmarks/query.md). Filled at start and by every insert; rows are
+    only ever inserted or deleted (never updated), so dropping deleted ids keeps
+    it exact. Past `limit` rows, the rest is read from SQLite as before.
+    """
+
+    def __init__(self, limit: int = CACHE_ROWS):
+        self.limit = limit
+        self._rows: dict[int, dict] = {}
+        self._by_instance: dict[tuple[int, str], list[dict]] = {}
+        self._lock = threading.Lock()
+
+    def put(self, rows: list[dict]) -> None:
+        """Whole instances only (all their frames), or nothing when over the limit."""
+        groups: dict[tuple[int, str], list[dict]] = {}
+        for row in rows:
+            groups.setdefault((row["generation"], row["instance"]), []).append(row)
+        with self._lock:
+            if len(self._rows) + len(rows) > self.limit:
+                return
+            for key, group in groups.items():
+                merged = self._by_instance.get(key, []) + group
+                for row in group:
+                    self._rows[row["id"]] = row
+                self._by_instance[key] = sorted(merged, key=lambda r: r["frame"])
+
+    def get(self, row_id: int) -> dict | None:
+        return self._rows.get(row_id)
+
+    def instance(self, instance: str, generation: int) -> list[dict] | None:
+        return self._by_instance.get((generation, instance))
+
+    def drop(self, ids) -> None:
+        with self._lock:
+            for row_id in ids:
+                row = self._rows.pop(int(row_id), None)
+                if row is not None:
+                    key = (row["generation"], row["instance"])
+                    rest = [r for r in self._by_instance.get(key, []) if r["id"] != row["id"]]
+                    if rest:
+                        self._by_instance[key] = rest
+                    else:
+                        self._by_instance.pop(key, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._rows, self._by_instance = {}, {}
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+
 class Store:
     """Thread-safe access: one SQLite connection per thread, WAL so readers never wait."""
 
@@ -70,8 +130,19 @@ class Store:
         self._local = threading.local()
         self._write_lock = threading.Lock()
         self.deletions = 0  # bumped before every delete: lets the worker skip a re-check
+        self.cache = RowCache()
         with self._write_lock:
             self._conn().executescript(SCHEMA)
+
+    def warm_cache(self, generation: int) -> None:
+        """Load up to the cache's limit of rows of `generation` (whole instances)."""
+        self.cache.clear()
+        limit = self.cache.limit
+        rows = self.rows("generation=? ORDER BY id LIMIT ?", (generation, limit + 1), True)
+        if len(rows) > limit:  # the last instance may be cut: leave it to SQLite
+            last = rows[-1]["instance"]
+            rows = [r for r in rows[:limit] if r["instance"] != last]
+        self.cache.put(rows)
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -107,6 +178,7 @@ class Store:
     def add(self, records: list[Record], generation: int) -> list[int | None]:
         """Insert records in one transaction; ids aligned with `records` (None: already there)."""
         inserted: list[int | None] = []
+        fresh: list[dict] = []
         now = time.time()
         columns = ("generation",) + META_FIELDS + ("vector", "created")
         sql = (f"INSERT OR IGNORE INTO vectors ({', '.join(columns)}) "
@@ -120,12 +192,18 @@ class Store:
                     vector = np.asarray(values.pop("vector"), dtype=np.float32).tobytes()
                     row = [generation] + [values[name] for name in META_FIELDS] + [vector, now]
                     cursor = conn.execute(sql, row)
-                    inserted.append(cursor.lastrowid if cursor.rowcount else None)
+                    row_id = cursor.lastrowid if cursor.rowcount else None
+                    inserted.append(row_id)
+                    if row_id is not None:
+                        fresh.append({"id": row_id, "generation": generation,
+                                      **{name: values[name] for name in META_FIELDS},
+                                      "vector": np.frombuffer(vector, dtype=np.float32)})
                     conn.execute("DELETE FROM rejected WHERE instance=?", (record.instance,))
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+        self.cache.put(fresh)
         return inserted
 
     def has_instance(self, instance: str, generation: int) -> bool:
@@ -144,6 +222,9 @@ class Store:
         return result
 
     def instance_rows(self, instance: str, generation: int) -> list[dict]:
+        cached = self.cache.instance(instance, generation)
+        if cached is not None:
+            return cached
         return self.rows("instance=? AND generation=? ORDER BY frame", (instance, generation), True)
 
     def instance_for_sop(self, sop_uid: str) -> str | None:
@@ -157,7 +238,14 @@ class Store:
     def metadata(self, ids: list[int]) -> dict[int, dict]:
         """Metadata (no vectors) for row ids, chunked below SQLite's variable limit."""
         result: dict[int, dict] = {}
-        ids = [int(i) for i in ids]
+        missing = []
+        for row_id in ids:
+            row = self.cache.get(int(row_id))
+            if row is None:
+                missing.append(int(row_id))
+            else:
+                result[row["id"]] = row
+        ids = missing
         for start in range(0, len(ids), 500):
             chunk = ids[start:start + 500]
             for row in self.rows(f"id IN ({', '.join('?' * len(chunk))})", tuple(chunk)):
@@ -204,6 +292,7 @@ class Store:
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+        self.cache.drop(ids)
         return ids
 
     def activate_generation(self, generation: int) -> None:
@@ -219,6 +308,7 @@ class Store:
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+        self.warm_cache(generation)
 
     # -- rejected --------------------------------------------------------------------------
     def reject(self, instance: str, kind: str, reason: str, meta: dict | None = None) -> None:

@@ -78,3 +78,31 @@ def test_row_ids_are_never_reused_after_a_delete(tmp_path):
 def test_state_survives_reopening(tmp_path):
     Store(tmp_path).set_state("changes_checkpoint", 42)
     assert Store(tmp_path).get_state("changes_checkpoint") == "42"
+
+
+def test_the_row_cache_answers_like_sqlite_and_forgets_deleted_rows(tmp_path):
+    store = Store(tmp_path)
+    store.add([record("a"), record("a", 1), record("b", study="s2")], 1)
+    cached = store.instance_rows("a", 1)
+    assert [r["frame"] for r in cached] == [0, 1]
+    fresh = Store(tmp_path)  # a new store reads SQLite until warmed
+    from_sql = fresh.instance_rows("a", 1)
+    assert [{k: v for k, v in r.items() if k != "vector"} for r in from_sql] == \
+        [{k: v for k, v in r.items() if k != "vector"} for r in cached]
+    assert all(np.array_equal(x["vector"], y["vector"]) for x, y in zip(from_sql, cached))
+    fresh.warm_cache(1)
+    assert len(fresh.cache) == 3 and fresh.instance_rows("b", 1)[0]["study_uid"] == "1.3.s2"
+    ids = [r["id"] for r in cached]
+    store.delete_resource("instance", "a")
+    assert store.instance_rows("a", 1) == [] and store.metadata(ids) == {}
+
+
+def test_the_row_cache_keeps_whole_instances_within_its_limit(tmp_path):
+    store = Store(tmp_path)
+    store.cache.limit = 3
+    store.add([record("a"), record("a", 1)], 1)
+    store.add([record("b"), record("b", 1)], 1)  # would pass the limit: read from SQLite
+    assert len(store.cache) == 2 and store.cache.instance("b", 1) is None
+    assert [r["frame"] for r in store.instance_rows("b", 1)] == [0, 1]
+    store.warm_cache(1)
+    assert len(store.cache) == 2
