@@ -8,7 +8,7 @@ from cbmir.cli import main
 from cbmir.decode import read_image_file
 from cbmir.embed import Embedder
 
-from conftest import TINY_INPUT_SIZE, requires_figshare
+from support.figshare_data import TINY_INPUT_SIZE, requires_figshare
 
 pytestmark = requires_figshare
 
@@ -97,7 +97,7 @@ def test_evaluate_an_onnx_model_without_torch(tiny_onnx, tiny_manifest, tmp_path
 
 
 def test_benchmark_runs_folds_and_ships_a_model(tmp_path):
-    from conftest import pick_rows, write_manifest
+    from support.figshare_data import pick_rows, write_manifest
 
     rows = pick_rows(6)
     manifest = write_manifest(tmp_path / "data", rows, [f"fold{i % 3 + 1}" for i in range(18)])

@@ -7,7 +7,7 @@ from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 from cbmir.decode import frames_from_dataset
 from cbmir.embed import Embedder
 
-from conftest import cosine, real_image, requires_figshare
+from support.figshare_data import cosine, real_image, requires_figshare
 
 pytestmark = requires_figshare
 

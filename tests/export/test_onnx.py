@@ -11,7 +11,7 @@ from cbmir.embed import Embedder, load_card
 from cbmir.preprocess import PREPROCESS_VERSION, preprocess_batch
 from cbmir_train.inference import embed_inputs, load_trained
 
-from conftest import FIGSHARE, TINY_INPUT_SIZE, cosine, pick_rows, requires_figshare
+from support.figshare_data import FIGSHARE, TINY_INPUT_SIZE, cosine, pick_rows, requires_figshare
 
 pytestmark = requires_figshare
 CARD_KEYS = {"name", "version", "architecture", "embedding_dim", "input_size",

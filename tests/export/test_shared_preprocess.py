@@ -8,7 +8,7 @@ from cbmir.decode import read_image_file
 from cbmir.embed import Embedder
 from cbmir_train import datasets
 
-from conftest import FIGSHARE, pick_rows, requires_figshare
+from support.figshare_data import FIGSHARE, pick_rows, requires_figshare
 
 pytestmark = requires_figshare
 
