@@ -117,9 +117,12 @@ class Ingestor:
                 continue
             if self.embedder is None or self.embedder.model_path != engine.embedder.model_path:
                 self.embedder = engine.worker_embedder()
+            # Wait for work without taking it, so the first image of a burst waits its turn too.
+            if not engine.queue.wait_for_work(timeout=0.5):
+                continue
             self.pacer.wait_turn()
             batch = engine.queue.get_batch(self.pacer.batch_size(self.config.batch_size),
-                                           timeout=0.5)
+                                           timeout=0)
             if not batch:
                 continue
             started = time.monotonic()

@@ -91,9 +91,10 @@ def register(orthanc) -> dict:
                 # (serialized, and it must take the GIL from the busy worker), which made every
                 # upload slower (docs/benchmarks/store-overhead.md). A re-sent instance fires no
                 # NEW_INSTANCE, and it is already indexed or rejected. `arrival` tells the
-                # worker's pacer that storing is busy.
+                # worker's pacer that storing is busy. The follower is not woken: it would
+                # read /changes (Orthanc's database) once per upload; it polls every
+                # CatchUpSeconds, and its checkpoint only bounds what a restart replays.
                 engine.queue.put(resource_id, arrival=True)
-                follower.notify()
             elif change_type == orthanc.ChangeType.DELETED:
                 follower.on_deleted(LEVELS.get(level, "instance"), resource_id)
         except Exception as error:  # never let a callback take Orthanc down

@@ -61,6 +61,17 @@ class WorkQueue:
             self._in_flight.difference_update(instances)
             self._cond.notify_all()
 
+    def wait_for_work(self, timeout: float) -> bool:
+        """Wait (without taking anything) until an item is queued; False on timeout/stop."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not self._order and not self.stopped:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+            return bool(self._order) and not self.stopped
+
     def oldest_age(self) -> float:
         """Seconds since the oldest queued item was queued (0 when none)."""
         with self._cond:
