@@ -82,8 +82,22 @@ def quantization_section(folds: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def already_shipped(full_dir: Path, models_dir: Path) -> dict | None:
+    """The shipped card when models/default.onnx is still the export of `full_dir`'s model."""
+    card_path = models_dir / "default.json"
+    if not card_path.is_file() or not (full_dir / "model.pt").is_file():
+        return None
+    card = json.loads(card_path.read_text())
+    shipped_from = card.get("source_model_mtime")
+    return card if shipped_from == (full_dir / "model.pt").stat().st_mtime else None
+
+
 def ship_default_model(full_dir: Path, folds: list[dict], args, models_dir: Path) -> dict:
     """Export the all-folds model, pick INT8 when the folds say it holds, copy to models/."""
+    shipped = already_shipped(full_dir, models_dir)
+    if shipped is not None:
+        print(f"{models_dir}/default.onnx is already the export of {full_dir}", flush=True)
+        return shipped
     records = datasets.read_manifest(args.manifest)
     splits = sorted({r.split for r in records})
     fp32, int8 = _quantize(full_dir, args, splits)
@@ -109,6 +123,7 @@ def ship_default_model(full_dir: Path, folds: list[dict], args, models_dir: Path
                                                "int8": round(latency_ms(int8, size), 2)},
         "preprocess_version": PREPROCESS_VERSION,
         "benchmark": f"docs/benchmarks/{args.name}.md",
+        "source_model_mtime": (full_dir / "model.pt").stat().st_mtime,
     })
     models_dir.mkdir(parents=True, exist_ok=True)
     target = models_dir / "default.onnx"

@@ -116,7 +116,10 @@ def test_benchmark_runs_folds_and_ships_a_model(tmp_path):
     card = json.loads((tmp_path / "models" / "default.json").read_text())
     assert card["precision"] in ("fp32", "int8") and "cv_mAP" in card["metrics"]
     assert Embedder(tmp_path / "models" / "default.onnx").dim == 8
-    # Re-running skips finished folds: results are read back, not retrained.
-    stamp = (tmp_path / "runs" / "fold1" / "result.json").stat().st_mtime
-    assert main(arguments + ["--no-default"]) == 0
-    assert (tmp_path / "runs" / "fold1" / "result.json").stat().st_mtime == stamp
+    # Re-running skips finished folds and the shipped model: read back, not redone.
+    done = [tmp_path / "runs" / "fold1" / "result.json", tmp_path / "models" / "default.onnx",
+            tmp_path / "runs" / "full" / "model.pt"]
+    stamps = [path.stat().st_mtime for path in done]
+    assert main(arguments) == 0
+    assert [path.stat().st_mtime for path in done] == stamps
+    assert "Shipped default model" in (tmp_path / "docs" / "figshare.md").read_text()

@@ -86,6 +86,13 @@ def protocol(args, splits: list[str], records) -> dict:
     }
 
 
+def trained(run_dir: Path, epochs: int) -> bool:
+    """Whether `run_dir` holds a finished training of `epochs` epochs (model.pt + train.json)."""
+    summary = run_dir / "train.json"
+    return ((run_dir / "model.pt").is_file() and summary.is_file()
+            and len(json.loads(summary.read_text())["history"]) >= epochs)
+
+
 def compare_losses(args, records, splits, reference: dict, losses: list[str]) -> str:
     """Train each alternative loss on the reference fold with the same budget; Markdown table."""
     fold = reference["fold"]
@@ -150,8 +157,9 @@ def _run_locked(args: argparse.Namespace) -> int:
     sections = [quantization_section(folds)]
     if args.ship_default and set(chosen) == set(splits):
         full_dir = runs / "full"
-        print(f"default model: training on all splits ({','.join(splits)})", flush=True)
-        fit(base_config(args, full_dir, splits), resume=True)
+        if not trained(full_dir, args.epochs):
+            print(f"default model: training on all splits ({','.join(splits)})", flush=True)
+            fit(base_config(args, full_dir, splits), resume=True)
         card = ship_default_model(full_dir, folds, args, Path(args.models_dir))
         sections.append(default_model_section(card, args.models_dir))
     compared = [loss for loss in datasets.parse_splits(args.compare_losses) if loss != args.loss]
