@@ -116,14 +116,17 @@ class Pacer:
     (docs/benchmarks/store-overhead.md). While images arrived within `window`
     seconds the worker waits until the oldest item has waited `defer` seconds
     (short upload bursts finish first), then takes small batches and rests
-    after each one so that it computes at most `duty` of the time. When
-    arrivals stop it runs full batches at full speed (catch-up).
+    after each one so that it computes at most `duty` of the time, unless the
+    oldest item has waited `behind` seconds (then it stops resting, so images
+    still become searchable within ~2 s). When arrivals stop it runs full
+    batches at full speed (catch-up).
     """
 
     def __init__(self, queue: WorkQueue, window: float = 0.15, defer: float = 0.3,
-                 duty: float = 0.25, busy_batch: int = 2):
+                 duty: float = 0.2, busy_batch: int = 2, behind: float = 1.0):
         self.queue = queue
         self.window, self.defer, self.duty, self.busy_batch = window, defer, duty, busy_batch
+        self.behind = behind
 
     def busy(self) -> bool:
         return time.monotonic() - self.queue.last_arrival < self.window
@@ -141,5 +144,6 @@ class Pacer:
 
     def rest(self, worked: float) -> None:
         """After a batch that took `worked` seconds: rest so the duty cycle holds."""
-        if worked > 0 and self.busy() and not self.queue.stopped:
+        if worked > 0 and self.busy() and not self.queue.stopped \
+                and self.queue.oldest_age() < self.behind:
             time.sleep(min(1.0, worked * (1 - self.duty) / self.duty))

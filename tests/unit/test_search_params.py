@@ -74,5 +74,11 @@ def test_the_pacer_yields_only_while_images_arrive():
     pacer.wait_turn()  # "a" is older than defer or waits until it is
     assert queue.oldest_age() >= 0.1 or time.monotonic() - started < 0.2
     started = time.monotonic()
+    queue.get_batch(10, 0)
+    queue.put("c", arrival=True)
     pacer.rest(0.02)  # duty 0.5: rests as long as it worked
     assert 0.015 <= time.monotonic() - started < 0.2
+    pacer.behind = 0.0  # the oldest item waited too long: no rest
+    started = time.monotonic()
+    pacer.rest(0.5)
+    assert time.monotonic() - started < 0.1
