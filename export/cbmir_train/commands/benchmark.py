@@ -140,14 +140,16 @@ def _run_locked(args: argparse.Namespace) -> int:
         others = [s for s in splits if s != fold]
         run_dir = runs / fold
         result_file = run_dir / "result.json"
-        if result_file.is_file():
+        check = len(folds) < args.quantize_check_folds
+        earlier = json.loads(result_file.read_text()) if result_file.is_file() else None
+        if earlier is not None and (not check or "quantization" in earlier):
             print(f"{fold}: done earlier, {result_file}")
-            folds.append(json.loads(result_file.read_text()))
+            folds.append(earlier)
         else:
-            print(f"{fold}: training on {','.join(others)}", flush=True)
-            fit(base_config(args, run_dir, others), resume=True)
-            result = fold_result(run_dir, records, fold, others, args,
-                                 check_quantization=len(folds) < args.quantize_check_folds)
+            if not trained(run_dir, args.epochs):
+                print(f"{fold}: training on {','.join(others)}", flush=True)
+                fit(base_config(args, run_dir, others), resume=True)
+            result = fold_result(run_dir, records, fold, others, args, check_quantization=check)
             result_file.write_text(json.dumps(result, indent=2))
             folds.append(result)
             print(f"{fold}: {json.dumps(result['metrics'])}", flush=True)
