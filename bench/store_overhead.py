@@ -69,6 +69,9 @@ def main() -> int:
     parser.add_argument("--cstore-single", type=int, default=2,
                         help="single-file C-STORE associations per block (latency)")
     parser.add_argument("--model", type=Path, default=common.DEFAULT_MODEL)
+    parser.add_argument("--control", action="store_true",
+                        help="A/A control: the 'on' server runs without the plugin too, so the "
+                             "ratios show this machine's noise floor")
     parser.add_argument("--out", type=Path, default=common.RESULTS)
     args = parser.parse_args()
     if args.images % args.block or args.block <= args.cstore_single:
@@ -87,10 +90,11 @@ def main() -> int:
             path = work / key / f"{n:05d}.dcm"
             path.write_bytes(blob)
             files[key].append(path)
-    servers = {"on": common.server(work / "on", plugin=True, model=args.model,
-                                   cbmir={"Threads": 0}),
+    servers = {"on": (common.server(work / "on", plugin=False) if args.control else
+                      common.server(work / "on", plugin=True, model=args.model,
+                                    cbmir={"Threads": 0})),
                "off": common.server(work / "off", plugin=False)}
-    servers["on"].start()
+    servers["on"].start(wait_plugin=not args.control)
     servers["off"].start(wait_plugin=False)
     lat = {f"{m}-{t}": [] for m in ("on", "off") for t in ("rest", "dimse")}
     wall = {key: 0.0 for key in lat}
@@ -99,7 +103,7 @@ def main() -> int:
         for r in range(args.rounds):
             order = ("on", "off") if r % 2 == 0 else ("off", "on")
             for mode in order:
-                if mode == "off":
+                if mode == "off" and not args.control:
                     servers["on"].wait_idle(600)  # its worker must not load the baseline
                 server, chunk = servers[mode], slice(r * per, (r + 1) * per)
                 latencies, seconds = rest_block(server, data[f"{mode}-rest"][chunk], args.clients)
@@ -113,7 +117,8 @@ def main() -> int:
                 count[f"{mode}-dimse"] += per - args.cstore_single
             if r % 5 == 4:
                 print(f"block {r + 1}/{args.rounds}: load {common.load_average()}", flush=True)
-        status = servers["on"].wait_idle(600)
+        status = ({"indexed": 0, "failed": 0} if args.control
+                  else servers["on"].wait_idle(600))
     finally:
         for s in servers.values():
             s.stop()
@@ -147,6 +152,9 @@ def main() -> int:
               "included, the same on both sides); C-STORE throughput is one association per block.",
               "- The plugin-on server's worker indexes while its own blocks upload (as in a "
               "real archive) and is drained before each plugin-off block."]
+    if args.control:
+        results["control"] = True
+        lines.insert(0, "**A/A control run: neither server has the plugin** (the ratios are noise).\n")
     common.write_results("store-overhead", env, results, lines, args.out)
     return 0
 

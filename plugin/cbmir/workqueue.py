@@ -123,7 +123,7 @@ class Pacer:
     """
 
     def __init__(self, queue: WorkQueue, window: float = 0.15, defer: float = 0.3,
-                 duty: float = 0.2, busy_batch: int = 2, behind: float = 1.0):
+                 duty: float = 0.25, busy_batch: int = 2, behind: float = 1.5):
         self.queue = queue
         self.window, self.defer, self.duty, self.busy_batch = window, defer, duty, busy_batch
         self.behind = behind
