@@ -20,11 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from orthanc_server import ORTHANC, OrthancServer
+from orthanc_server import ORTHANC, OrthancServer, running_server
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = REPO / "models" / "default.onnx"
-SESSION_CBMIR = {"RebuildThreshold": 16, "MaxUploadBytes": 4 * 1024 * 1024}
 
 
 def wait_idle(server: OrthancServer, timeout: float = 120) -> dict:
@@ -61,11 +60,8 @@ def tiny_model(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def orthanc(tmp_path_factory, model_path):
     _needs_orthanc()
-    server = OrthancServer(tmp_path_factory.mktemp("orthanc-session"), model_path=model_path,
-                           cbmir=SESSION_CBMIR)
-    server.start()
-    yield server
-    server.stop()
+    with running_server(tmp_path_factory.mktemp("orthanc-session"), model_path) as server:
+        yield server
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ system Orthanc.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -29,6 +30,8 @@ from pathlib import Path
 import requests
 
 REPO = Path(__file__).resolve().parents[1]
+# The test servers' CBMIR settings: small uploads (413 reachable), Annoy tier exercised early.
+TEST_CBMIR = {"RebuildThreshold": 16, "MaxUploadBytes": 4 * 1024 * 1024}
 ORTHANC = "/usr/sbin/Orthanc"
 SITE_PACKAGES = REPO / ".venv" / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" \
     / "site-packages"
@@ -166,3 +169,14 @@ class OrthancServer:
                 return status
             time.sleep(0.2)
         raise TimeoutError(f"CBMIR not idle after {timeout} s: {status}\n{self.log_tail()}")
+
+
+@contextlib.contextmanager
+def running_server(home: str | Path, model_path: str | Path, cbmir: dict | None = None):
+    """A started OrthancServer with TEST_CBMIR settings, stopped on exit (for fixtures)."""
+    server = OrthancServer(home, model_path=model_path, cbmir=cbmir or TEST_CBMIR)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

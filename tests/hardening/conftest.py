@@ -8,10 +8,7 @@ from pathlib import Path
 import pytest
 
 from hardening_checks import assert_alive
-from orthanc_server import ORTHANC, OrthancServer
-
-# As the session server (tests/conftest.py): small upload limit, Annoy tier exercised.
-CBMIR = {"RebuildThreshold": 16, "MaxUploadBytes": 4 * 1024 * 1024}
+from orthanc_server import ORTHANC, running_server
 
 
 @pytest.fixture(scope="module")
@@ -19,11 +16,8 @@ def orthanc(tmp_path_factory, model_path):
     """Overrides the session server for this directory (same CBMIR settings: 4 MiB uploads)."""
     if not Path(ORTHANC).exists():
         pytest.skip("Orthanc is not installed (/usr/sbin/Orthanc): run scripts/install-system.sh test")
-    server = OrthancServer(tmp_path_factory.mktemp("orthanc-hardening"), model_path=model_path,
-                           cbmir=CBMIR)
-    server.start()
-    yield server
-    server.stop()
+    with running_server(tmp_path_factory.mktemp("orthanc-hardening"), model_path) as server:
+        yield server
 
 
 @pytest.fixture

@@ -64,7 +64,7 @@ def test_an_empty_upload_is_400(orthanc, target, alive):
 
 
 def test_an_oversized_upload_is_413(orthanc, target, alive):
-    limit = 4 * 1024 * 1024  # SESSION_CBMIR MaxUploadBytes in tests/conftest.py
+    limit = 4 * 1024 * 1024  # TEST_CBMIR MaxUploadBytes in tests/orthanc_server.py
     assert_json_error(_post(orthanc, b"\0" * (limit + 1)), 413)
 
 
