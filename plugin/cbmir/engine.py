@@ -34,6 +34,7 @@ class Engine:
         self.reindex_progress: dict = {"running": False}
         self._rebuild_thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self.deletions_done = 0  # delete() calls finished since start (status "deletions")
 
     def _new_index(self, generation: int) -> VectorIndex:
         c = self.config
@@ -107,10 +108,14 @@ class Engine:
             self.log(f"CBMIR: index rebuild failed: {error!r}")
 
     def delete(self, level: str, orthanc_id: str) -> int:
+        """Remove a deleted resource from the store and every index; counted in status once
+        done, so a client can wait for Orthanc's asynchronous DELETED callback."""
         ids = self.store.delete_resource(level, orthanc_id)
         for index in (self.active, self.target):
             if index is not None:
                 index.remove(ids)
+        with self._lock:
+            self.deletions_done += 1
         return len(ids)
 
     # -- re-index ------------------------------------------------------------------------------
@@ -171,7 +176,8 @@ class Engine:
         return {"started": self.started, "sdk_missing": self.sdk_missing,
                 "indexed": counts["indexed"], "indexed_frames": counts["frames"],
                 "pending": self.queue.pending(), "failed": counts["failed"],
-                "skipped": counts["skipped"], "model": model,
+                "skipped": counts["skipped"], "deletions": self.deletions_done,
+                "model": model,
                 "index": self.active.describe(), "reindex": dict(self.reindex_progress),
                 "checkpoint": int(self.store.get_state("changes_checkpoint", "0")),
                 "recent_failures": self.store.recent_failures(5),

@@ -89,7 +89,7 @@ class Ingestor:
         self.seconds = 0.0
         self.decoded_by = {"orthanc": 0, "pydicom": 0}  # instances per decoder (status)
         self.embedder = None  # the worker's own low-priority session (see Engine.worker_embedder)
-        self.pacer = Pacer(engine.queue)  # yields to storing while images arrive
+        self.pacer = Pacer(engine.queue)  # stays off the CPU while images arrive
 
     def start(self) -> None:
         self.thread = threading.Thread(target=self._run, name="cbmir-ingest", daemon=True)
@@ -125,14 +125,12 @@ class Ingestor:
                                            timeout=0)
             if not batch:
                 continue
-            started = time.monotonic()
             try:
                 self.process(batch)
             except Exception as error:  # never let the worker die
                 engine.log(f"CBMIR: worker error on {len(batch)} instance(s): {error!r}")
             finally:
                 engine.queue.done([instance for instance, _ in batch])
-            self.pacer.rest(time.monotonic() - started)
 
     # -- one batch ------------------------------------------------------------------------------
     def process(self, batch: list[tuple[str, bool]]) -> None:

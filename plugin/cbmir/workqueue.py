@@ -109,24 +109,23 @@ class WorkQueue:
 
 
 class Pacer:
-    """Makes the ingest worker yield to storing while images arrive.
+    """Makes the ingest worker stay off the CPU while images arrive, for a bounded time.
 
-    Why: the worker embeds inside Orthanc's process; on a small server every
-    millisecond it computes while an upload runs makes that upload slower
-    (docs/benchmarks/store-overhead.md). While images arrived within `window`
-    seconds the worker waits until the oldest item has waited `defer` seconds
-    (short upload bursts finish first), then takes small batches and rests
-    after each one so that it computes at most `duty` of the time, unless the
-    oldest item has waited `behind` seconds (then it stops resting, so images
-    still become searchable within ~2 s). When arrivals stop it runs full
-    batches at full speed (catch-up).
+    Why: the worker embeds inside Orthanc's process; on a small server any
+    computing it does while an upload runs makes that upload slower, even at
+    the lowest thread priority (docs/benchmarks/store-overhead.md: a worker
+    that computed a quarter of the time during uploads raised REST p95 by
+    15-25 %). So while images arrived within `window` seconds the worker holds
+    back until the oldest waiting image has waited `hold` seconds, and then
+    takes only a small batch, so an image is searchable about `hold` seconds
+    after it was stored even while storing never pauses. When arrivals stop it
+    runs full batches at full speed (catch-up, re-index).
     """
 
-    def __init__(self, queue: WorkQueue, window: float = 0.15, defer: float = 0.3,
-                 duty: float = 0.25, busy_batch: int = 2, behind: float = 1.5):
+    def __init__(self, queue: WorkQueue, window: float = 0.15, hold: float = 1.2,
+                 busy_batch: int = 2):
         self.queue = queue
-        self.window, self.defer, self.duty, self.busy_batch = window, defer, duty, busy_batch
-        self.behind = behind
+        self.window, self.hold, self.busy_batch = window, hold, busy_batch
 
     def busy(self) -> bool:
         return time.monotonic() - self.queue.last_arrival < self.window
@@ -135,15 +134,9 @@ class Pacer:
         return min(full, self.busy_batch) if self.busy() else full
 
     def wait_turn(self) -> None:
-        """Before a batch: while storing is busy, let young items wait (bounded by defer)."""
+        """Before a batch: while storing is busy, wait until the oldest item is overdue."""
         while self.busy() and not self.queue.stopped:
             age = self.queue.oldest_age()
-            if age == 0 or age >= self.defer:  # empty (get_batch waits) or waited enough
+            if age == 0 or age >= self.hold:  # empty (get_batch waits) or waited enough
                 return
-            time.sleep(min(self.defer - age, self.window))
-
-    def rest(self, worked: float) -> None:
-        """After a batch that took `worked` seconds: rest so the duty cycle holds."""
-        if worked > 0 and self.busy() and not self.queue.stopped \
-                and self.queue.oldest_age() < self.behind:
-            time.sleep(min(1.0, worked * (1 - self.duty) / self.duty))
+            time.sleep(min(self.hold - age, self.window))

@@ -60,25 +60,27 @@ def test_an_instance_being_processed_is_not_queued_again_unless_forced():
     assert queue.get_batch(1, 0.1) == [("a", True)]
 
 
-def test_the_pacer_yields_only_while_images_arrive():
+def test_the_pacer_holds_back_only_while_images_arrive_and_only_for_hold_seconds():
+    import time
+
     from cbmir.workqueue import Pacer
     queue = WorkQueue()
-    pacer = Pacer(queue, window=0.2, defer=0.1, duty=0.5, busy_batch=2)
-    queue.put("a")  # catch-up / re-index work: full speed
+    pacer = Pacer(queue, window=0.3, hold=0.1, busy_batch=2)
+    queue.put("a")  # catch-up / re-index work: full batches, no waiting
     assert not pacer.busy() and pacer.batch_size(8) == 8
-    pacer.rest(0.05)  # no pause when storing is idle
-    queue.put("b", arrival=True)
+    started = time.monotonic()
+    pacer.wait_turn()
+    assert time.monotonic() - started < 0.05
+    queue.get_batch(8, 0)
+    queue.put("b", arrival=True)  # storing is busy: small batches, after a hold
     assert pacer.busy() and pacer.batch_size(8) == 2
-    import time
     started = time.monotonic()
-    pacer.wait_turn()  # "a" is older than defer or waits until it is
-    assert queue.oldest_age() >= 0.1 or time.monotonic() - started < 0.2
-    started = time.monotonic()
-    queue.get_batch(10, 0)
+    pacer.wait_turn()
+    assert queue.oldest_age() >= 0.1 and time.monotonic() - started >= 0.09
+    assert time.monotonic() - started < 0.25  # bounded by hold, although storing stays busy
+    queue.get_batch(8, 0)
     queue.put("c", arrival=True)
-    pacer.rest(0.02)  # duty 0.5: rests as long as it worked
-    assert 0.015 <= time.monotonic() - started < 0.2
-    pacer.behind = 0.0  # the oldest item waited too long: no rest
+    time.sleep(0.35)  # arrivals stopped: no hold
     started = time.monotonic()
-    pacer.rest(0.5)
-    assert time.monotonic() - started < 0.1
+    pacer.wait_turn()
+    assert not pacer.busy() and time.monotonic() - started < 0.05
