@@ -42,9 +42,11 @@ viewer:
 benchmark-figshare: venv-train
 	export/run-benchmark.sh
 
-# PACS benchmarks (issue figures in docs/benchmarks/): about 20 minutes on 2 cores.
+# PACS benchmarks (issue figures in docs/benchmarks/): about 30 minutes on 2 cores.
 bench: system-deps-test venv-train
-	$(PY) bench/store_overhead.py --images 300 --block 10
+	$(PY) bench/store_overhead.py --images 600 --block 10
+	$(PY) bench/store_overhead.py --images 600 --block 100 --name store-overhead-block100
+	$(PY) bench/store_overhead.py --images 600 --block 10 --control --name store-overhead-control
 	$(PY) bench/indexing.py
 	$(PY) bench/query.py --sizes 16000,100000,1000000 --rest 16000
 	$(PY) bench/load.py --seconds 60
