@@ -12,6 +12,7 @@ rebuild threshold); the REST run asks a real Orthanc with the plugin.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import subprocess
 import tempfile
 import time
@@ -34,8 +35,12 @@ class ArrayStore:
 
 
 def real_embeddings(model: Path, path: Path | None) -> np.ndarray:
-    """Embeddings of the 3064 figshare images (made with `cbmir embed` when not cached)."""
-    path = path or CACHE / f"figshare-{model.stem}.npy"
+    """Embeddings of the 3064 figshare images (made with `cbmir embed` when not cached).
+
+    The cache is named after the model file's content, so a new model is never measured
+    with the embeddings of an old one."""
+    digest = hashlib.sha256(model.read_bytes()).hexdigest()[:12]
+    path = path or CACHE / f"figshare-{model.stem}-{digest}.npy"
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run([str(common.REPO / ".venv" / "bin" / "cbmir"), "embed", "--model",

@@ -65,6 +65,13 @@ def cstore_block(server, paths: list[Path], per_file: int) -> tuple[list[float],
     return latencies, wall
 
 
+def plugin_settings(args) -> dict:
+    settings = {"Threads": 0}
+    if args.index_delay is not None:
+        settings["IndexDelaySeconds"] = args.index_delay
+    return settings
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=200, help="images per server per transport")
@@ -78,6 +85,8 @@ def main() -> int:
                              "ratios show this machine's noise floor")
     parser.add_argument("--out", type=Path, default=common.RESULTS)
     parser.add_argument("--name", default="store-overhead", help="result file name")
+    parser.add_argument("--index-delay", type=float,
+                        help="CBMIR.IndexDelaySeconds of the plugin-on server (default: the plugin's)")
     args = parser.parse_args()
     if args.images % args.block or args.block <= args.cstore_single:
         parser.error("--images must be a multiple of --block, and --block > --cstore-single")
@@ -97,7 +106,7 @@ def main() -> int:
             files[key].append(path)
     servers = {"on": (common.server(work / "on", plugin=False) if args.control else
                       common.server(work / "on", plugin=True, model=args.model,
-                                    cbmir={"Threads": 0})),
+                                    cbmir=plugin_settings(args))),
                "off": common.server(work / "off", plugin=False)}
     servers["on"].start(wait_plugin=not args.control)
     servers["off"].start(wait_plugin=False)
@@ -133,6 +142,7 @@ def main() -> int:
             s.stop()
     results = {"images_per_server_per_transport": args.images, "block": args.block,
                "rest_clients": args.clients, "model": str(args.model),
+               "plugin_settings": plugin_settings(args),
                "indexed_by_plugin": status["indexed"], "failed": status["failed"],
                "indexed_while_uploading": status["indexed"] - left_for_drains}
     lines = ["| transport | plugin | p50 ms | p95 ms | throughput img/s |",
@@ -163,7 +173,8 @@ def main() -> int:
               "- The plugin-on server's worker indexes while its own blocks upload (as in a "
               "real archive) and is drained before each plugin-off block: "
               f"{results['indexed_while_uploading']} of {status['indexed']} images were indexed "
-              "before a drain began (the worker holds back <= 1.2 s while images arrive)."]
+              "before a drain began (the worker holds back <= CBMIR.IndexDelaySeconds, default "
+              "1.2 s, while images arrive).", f"- plugin settings: {plugin_settings(args)}"]
     if args.control:
         results["control"] = True
         lines.insert(0, "**A/A control run: neither server has the plugin** (the ratios are noise).\n")

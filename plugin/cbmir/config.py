@@ -37,6 +37,7 @@ class Config:
     candidates: int = 100
     max_upload_bytes: int = 64 * 1024 * 1024
     catch_up_seconds: float = 5.0
+    index_delay_seconds: float = 1.2
     viewer_directory: Path | None = None
 
     def accepts_modality(self, modality: str) -> bool:
@@ -56,6 +57,14 @@ def _int(section: dict, name: str, default: int, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise ConfigError(f"{_key(name)} must be an integer in [{low}, {high}], got {value!r}")
     return value
+
+
+def _seconds(section: dict, name: str, default: float, low: float, high: float) -> float:
+    value = section.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise ConfigError(f"{_key(name)} must be a number of seconds in [{low:g}, {high:g}], "
+                          f"got {value!r}")
+    return float(value)
 
 
 def _path(section: dict, name: str, default: Path | None) -> Path | None:
@@ -99,7 +108,7 @@ def load_config(orthanc_config: dict) -> Config:
         raise ConfigError(f"{SECTION} must be a JSON object, got {type(section).__name__}")
     known = {"ModelPath", "IndexDirectory", "Modalities", "LabelTag", "BatchSize", "Threads",
              "Device", "RebuildThreshold", "AnnoyTrees", "AnnoySearchK", "Candidates",
-             "MaxUploadBytes", "CatchUpSeconds", "ViewerDirectory"}
+             "MaxUploadBytes", "CatchUpSeconds", "IndexDelaySeconds", "ViewerDirectory"}
     unknown = sorted(set(section) - known)
     if unknown:
         raise ConfigError(f"unknown key(s) {', '.join(_key(k) for k in unknown)}; "
@@ -113,9 +122,6 @@ def load_config(orthanc_config: dict) -> Config:
     device = section.get("Device", "auto")
     if device not in DEVICES:
         raise ConfigError(f"{_key('Device')} must be one of {', '.join(DEVICES)}, got {device!r}")
-    seconds = section.get("CatchUpSeconds", 5.0)
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0.1 <= seconds <= 3600:
-        raise ConfigError(f"{_key('CatchUpSeconds')} must be a number in [0.1, 3600], got {seconds!r}")
 
     return Config(
         model_path=_path(section, "ModelPath", DEFAULT_MODEL),
@@ -130,6 +136,7 @@ def load_config(orthanc_config: dict) -> Config:
         annoy_search_k=_int(section, "AnnoySearchK", -1, -1, 100_000_000),
         candidates=_int(section, "Candidates", 100, 10, 100_000),
         max_upload_bytes=_int(section, "MaxUploadBytes", 64 * 1024 * 1024, 1024, 2 ** 31),
-        catch_up_seconds=float(seconds),
+        catch_up_seconds=_seconds(section, "CatchUpSeconds", 5.0, 0.1, 3600),
+        index_delay_seconds=_seconds(section, "IndexDelaySeconds", 1.2, 0, 3600),
         viewer_directory=_path(section, "ViewerDirectory", None),
     )

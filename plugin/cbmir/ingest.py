@@ -89,7 +89,8 @@ class Ingestor:
         self.seconds = 0.0
         self.decoded_by = {"orthanc": 0, "pydicom": 0}  # instances per decoder (status)
         self.embedder = None  # the worker's own low-priority session (see Engine.worker_embedder)
-        self.pacer = Pacer(engine.queue)  # stays off the CPU while images arrive
+        # stays off the CPU while images arrive, for at most IndexDelaySeconds per image
+        self.pacer = Pacer(engine.queue, hold=self.config.index_delay_seconds)
 
     def start(self) -> None:
         self.thread = threading.Thread(target=self._run, name="cbmir-ingest", daemon=True)

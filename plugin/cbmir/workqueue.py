@@ -119,7 +119,9 @@ class Pacer:
     back until the oldest waiting image has waited `hold` seconds, and then
     takes only a small batch, so an image is searchable about `hold` seconds
     after it was stored even while storing never pauses. When arrivals stop it
-    runs full batches at full speed (catch-up, re-index).
+    runs full batches at full speed (catch-up, re-index). `hold` is
+    CBMIR.IndexDelaySeconds: a long import that outlasts it shares the CPU with
+    indexing; a larger value keeps them apart for longer, 0 indexes at once.
     """
 
     def __init__(self, queue: WorkQueue, window: float = 0.15, hold: float = 1.2,

@@ -26,11 +26,18 @@ def test_the_shipped_orthanc_json_section_is_valid():
     ("BatchSize", "8"), ("BatchSize", 0), ("Threads", -1), ("RebuildThreshold", True),
     ("AnnoyTrees", 0), ("AnnoySearchK", -2), ("MaxUploadBytes", 10), ("Device", "tpu"),
     ("Modalities", "MR"), ("Modalities", []), ("LabelTag", "zz,yy"), ("LabelTag", 42),
-    ("ModelPath", ""), ("CatchUpSeconds", 0),
+    ("ModelPath", ""), ("CatchUpSeconds", 0), ("IndexDelaySeconds", -1),
+    ("IndexDelaySeconds", "1.2"), ("IndexDelaySeconds", True),
 ])
 def test_a_bad_value_names_the_full_key_path(key, value):
     with pytest.raises(ConfigError, match=f"CBMIR.{key}"):
         load_config({"CBMIR": {key: value}})
+
+
+def test_the_index_delay_defaults_to_1_2_seconds_and_may_be_zero():
+    assert load_config({}).index_delay_seconds == 1.2
+    assert load_config({"CBMIR": {"IndexDelaySeconds": 0}}).index_delay_seconds == 0.0
+    assert load_config({"CBMIR": {"IndexDelaySeconds": 30}}).index_delay_seconds == 30.0
 
 
 def test_an_unknown_key_is_reported_with_the_known_ones():
