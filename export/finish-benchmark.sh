@@ -15,4 +15,4 @@ from cbmir.embed import Embedder
 card = Embedder('models/default.onnx').card
 print(card['precision'], card['version'], card['metrics'])"
 git status --short models docs/benchmarks
-echo "commit: git add models/default.onnx models/default.json docs/benchmarks/figshare.md docs/benchmarks/figshare.json && git commit -m 'Update default model and figshare benchmark' -- models docs/benchmarks"
+echo "commit: git add models/default.onnx models/default.json docs/benchmarks/figshare-16-epochs.md docs/benchmarks/figshare-16-epochs.json && git commit -m 'Update default model and figshare benchmark' -- models docs/benchmarks"

@@ -1,6 +1,7 @@
 """The pieces of `cbmir benchmark`: score one fold, check INT8 on it, ship the default model."""
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import statistics
@@ -92,6 +93,13 @@ def already_shipped(full_dir: Path, models_dir: Path) -> dict | None:
     return card if shipped_from == (full_dir / "model.pt").stat().st_mtime else None
 
 
+def model_version(args, onnx_path: Path, precision: str) -> str:
+    """'<release>-<precision>+<8 hex of the ONNX file>': the plugin compares versions to decide
+    whether to re-index, so two different files must never share one (1.0.0-int8 did)."""
+    digest = hashlib.sha256(Path(onnx_path).read_bytes()).hexdigest()[:8]
+    return f"{getattr(args, 'model_version', '1.1.0')}-{precision}+{digest}"
+
+
 def ship_default_model(full_dir: Path, folds: list[dict], args, models_dir: Path) -> dict:
     """Export the all-folds model, pick INT8 when the folds say it holds, copy to models/."""
     shipped = already_shipped(full_dir, models_dir)
@@ -109,7 +117,7 @@ def ship_default_model(full_dir: Path, folds: list[dict], args, models_dir: Path
     size = card["input_size"]
     mean = {k: statistics.fmean(f["metrics"][k] for f in folds) for k in ("mAP", "P@1", "P@5", "P@10")}
     card.update({
-        "name": "cbmir-default", "version": f"1.0.0-{card['precision']}",
+        "name": "cbmir-default", "version": model_version(args, chosen, card["precision"]),
         "training_data": (f"figshare brain tumour MRI (Cheng et al., figshare 1512427): all "
                           f"{len(records)} T1-CE slices, all folds, labels {card['labels']}"),
         "metrics": {

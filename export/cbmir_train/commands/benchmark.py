@@ -41,6 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-default", dest="ship_default", action="store_false",
                         help="skip training/shipping the all-folds default model")
     parser.add_argument("--models-dir", default="models", help="where default.onnx/.json go")
+    parser.add_argument("--model-version", default="1.1.0",
+                        help="release of the shipped model; the card's version adds the precision "
+                             "and a content hash, so the plugin re-indexes after any model change")
     parser.add_argument("--max-int8-map-drop", type=float, default=0.005,
                         help="ship INT8 only if the mean held-out mAP drops less than this")
     parser.add_argument("--compare-losses", default="",
@@ -63,7 +66,7 @@ def protocol(args, splits: list[str], records) -> dict:
     return {
         "dataset": f"{args.name} ({len(records)} images, labels {', '.join(labels)})",
         "command": (f"cbmir benchmark --manifest {args.manifest} --out {args.out} "
-                    f"--epochs {args.epochs} --input-size {args.input_size} --dim {args.dim} "
+                    f"--name {args.name} --runs {args.runs} --epochs {args.epochs} --input-size {args.input_size} --dim {args.dim} "
                     f"--loss {args.loss}"
                     + (f" --compare-losses {args.compare_losses}" if args.compare_losses else "")),
         "script": "export/run-benchmark.sh",
