@@ -45,7 +45,8 @@ benchmark-figshare: venv-train
 # PACS benchmarks (issue figures in docs/benchmarks/): about 30 minutes on 2 cores.
 bench: system-deps-test venv-train
 	$(PY) bench/store_overhead.py --images 600 --block 10
-	$(PY) bench/store_overhead.py --images 600 --block 100 --name store-overhead-block100
+	$(PY) bench/store_overhead.py --images 600 --block 100 --cstore-single 10 --name store-overhead-block100
+	$(PY) bench/store_overhead.py --images 600 --block 100 --cstore-single 10 --index-delay 5 --name store-overhead-block100-delay5
 	$(PY) bench/store_overhead.py --images 600 --block 10 --control --name store-overhead-control
 	$(PY) bench/indexing.py
 	$(PY) bench/query.py --sizes 16000,100000,1000000 --rest 16000

@@ -9,8 +9,8 @@ then the time until every image is indexed); the steady-rate run checks the
     .venv/bin/python bench/indexing.py
 
 The INT8 model is the shipped `models/default.onnx`; its FP32 original is the
-`runs/benchmark/full/model.onnx` that `make benchmark-figshare` leaves behind
-(or `--fp32 PATH`). Each model's card must say the precision it is measured as.
+`model.onnx` that `make benchmark-figshare` leaves in the training folder named
+by the model card (or `--fp32 PATH`; without one only INT8 is measured). Each model's card must say the precision it is measured as.
 """
 from __future__ import annotations
 
@@ -29,7 +29,13 @@ import numpy as np
 import requests
 
 
-DEFAULT_FP32 = common.REPO / "runs" / "benchmark" / "full" / "model.onnx"
+def default_fp32() -> Path:
+    """The FP32 export the shipped INT8 model was quantized from: its card names the training
+    folder (`training_config.out`, e.g. runs/benchmark-e16/full), present after
+    `make benchmark-figshare`."""
+    card = json.loads(common.DEFAULT_MODEL.with_suffix(".json").read_text())
+    out = card.get("training_config", {}).get("out", "runs/benchmark/full")
+    return common.REPO / out / "model.onnx"
 
 
 def precision(model: Path) -> str:
@@ -218,7 +224,7 @@ def time_to_searchable(server, datas: list[bytes], rate: float) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--fp32", type=Path, default=DEFAULT_FP32,
+    parser.add_argument("--fp32", type=Path, default=default_fp32(),
                         help="FP32 model (default: the FP32 export of the shipped model)")
     parser.add_argument("--int8", type=Path, help="INT8 model; default models/default.onnx "
                         "(INT8), else made with `cbmir quantize` into runs/bench/")

@@ -11,7 +11,7 @@ with `--block 100` the plugin-on phases last longer than that, so it indexes
 during its own uploads; the report says how many images it indexed that way.
 
     .venv/bin/python bench/store_overhead.py --images 600 --block 10
-    .venv/bin/python bench/store_overhead.py --images 600 --block 100 --name store-overhead-block100
+    .venv/bin/python bench/store_overhead.py --images 600 --block 100 --cstore-single 10 --name store-overhead-block100
 """
 from __future__ import annotations
 
