@@ -8,13 +8,16 @@ inputs the same way (real figshare pixels, synthetic patients, nothing from
 """
 from __future__ import annotations
 
+import atexit
 import csv
 import datetime as dt
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +71,17 @@ def percentiles(values, points=(50, 95, 99)) -> dict:
         out[f"p{p}_ms"] = round(float(np.percentile(ms, p)), 3)
     out["max_ms"] = round(float(ms.max()), 3)
     return out
+
+
+def scratch_dir(prefix: str) -> Path:
+    """A temporary folder removed when the benchmark exits (set CBMIR_BENCH_KEEP=1 to keep it).
+
+    Why: each run stores thousands of instances and Annoy files (up to 1.4 GB at 1M vectors);
+    left behind, a few runs fill the disk."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    if not os.environ.get("CBMIR_BENCH_KEEP"):
+        atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
 
 
 def write_results(name: str, env: dict, results: dict, summary_lines: list[str],

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import sqlite3
 import subprocess
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -64,7 +63,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=common.RESULTS)
     args = parser.parse_args()
     env = common.environment()
-    work = Path(tempfile.mkdtemp(prefix="cbmir-bench-crash-"))
+    work = common.scratch_dir("cbmir-bench-crash-")
     folder = work / "files"
     folder.mkdir()
     print(f"making {args.images} DICOM instances ...", flush=True)

@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import subprocess
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -69,7 +68,7 @@ def component_timing(model: Path, datas: list[bytes], batch: int, threads: int) 
 
     threads = threads or max(1, (os.cpu_count() or 2) // 2)  # as Engine.worker_embedder
     embedder = Embedder(model, threads=threads, allow_spinning=False)
-    work = Path(tempfile.mkdtemp(prefix="cbmir-bench-idx-"))
+    work = common.scratch_dir("cbmir-bench-idx-")
     store, index = Store(work), VectorIndex(work, rebuild_threshold=10**9)
     embedder.embed_inputs(np.zeros((batch, 1, embedder.input_size, embedder.input_size),
                                    np.float32))  # warm-up
@@ -262,7 +261,7 @@ def main() -> int:
         print(f"{name} components: {comp['pipeline']}", flush=True)
     for name, model in models.items():
         cbmir = {"Threads": args.threads, "BatchSize": args.batch}
-        server = common.server(Path(tempfile.mkdtemp(prefix=f"cbmir-bench-e2e-{name}-")),
+        server = common.server(common.scratch_dir(f"cbmir-bench-e2e-{name}-"),
                                model=model, cbmir=cbmir)
         server.start()
         try:
@@ -271,10 +270,10 @@ def main() -> int:
             server.stop()
         print(f"{name} burst: {results[f'end_to_end_{name}']}", flush=True)
         results[f"catch_up_{name}"] = catch_up(
-            Path(tempfile.mkdtemp(prefix=f"cbmir-bench-cu-{name}-")), model,
+            common.scratch_dir(f"cbmir-bench-cu-{name}-"), model,
             datas[:args.burst_images], cbmir, args.profile and name == "int8")
         print(f"{name} catch-up: {results[f'catch_up_{name}']}", flush=True)
-    server = common.server(Path(tempfile.mkdtemp(prefix="cbmir-bench-rate-")),
+    server = common.server(common.scratch_dir("cbmir-bench-rate-"),
                            model=models["int8"], cbmir={"Threads": args.threads})
     server.start()
     try:

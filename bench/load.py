@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -35,7 +34,7 @@ def main() -> int:
     print(f"making {args.images + args.seed_images} DICOM instances ...", flush=True)
     datas = common.make_instances(args.images + args.seed_images, tag="LOAD")
     seed, fresh = datas[:args.seed_images], datas[args.seed_images:]
-    server = common.server(Path(tempfile.mkdtemp(prefix="cbmir-bench-load-")), model=args.model)
+    server = common.server(common.scratch_dir("cbmir-bench-load-"), model=args.model)
     server.start()
     lock = threading.Lock()
     samples: dict[str, list[float]] = {"upload": [], "similar": [], "query_upload": []}

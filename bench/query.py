@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
@@ -93,7 +92,7 @@ def in_process(db: np.ndarray, queries: np.ndarray, trees: int, settings: list[t
 
     ids = np.arange(1, len(db) + 1, dtype=np.int64)
     built = len(db) - fresh
-    work = Path(tempfile.mkdtemp(prefix="cbmir-bench-q-"))
+    work = common.scratch_dir("cbmir-bench-q-")
     index = VectorIndex(work, trees=trees, rebuild_threshold=10**9)
     before = rss_mib()
     started = time.perf_counter()
@@ -139,7 +138,7 @@ def rest(db: np.ndarray, model: Path, queries: int, trees: int) -> dict:
     from pydicom.uid import generate_uid
     from support.dicom_factory import mr_image
 
-    home = Path(tempfile.mkdtemp(prefix="cbmir-bench-rest-"))
+    home = common.scratch_dir("cbmir-bench-rest-")
     version = json.loads(model.with_suffix(".json").read_text()).get("version", model.stem)
     rng = np.random.default_rng(1)
     plain = common.server(home, plugin=False)

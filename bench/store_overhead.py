@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import subprocess
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -92,7 +91,7 @@ def main() -> int:
         parser.error("--images must be a multiple of --block, and --block > --cstore-single")
     env = common.environment()
     per, args.rounds = args.block, args.images // args.block
-    work = Path(tempfile.mkdtemp(prefix="cbmir-bench-store-"))
+    work = common.scratch_dir("cbmir-bench-store-")
     print(f"making {4 * args.images} DICOM instances ...", flush=True)
     data = {key: common.make_instances(args.images, tag=f"ST{key}", seed=i)
             for i, key in enumerate(("on-rest", "off-rest", "on-dimse", "off-dimse"))}
