@@ -33,7 +33,7 @@ class Config:
     device: str = "auto"
     rebuild_threshold: int = 1000
     annoy_trees: int = 32
-    annoy_search_k: int = -1
+    annoy_search_k: int = 20000
     candidates: int = 100
     max_upload_bytes: int = 64 * 1024 * 1024
     catch_up_seconds: float = 5.0
@@ -133,7 +133,7 @@ def load_config(orthanc_config: dict) -> Config:
         device=device,
         rebuild_threshold=_int(section, "RebuildThreshold", 1000, 1, 10_000_000),
         annoy_trees=_int(section, "AnnoyTrees", 32, 1, 1000),
-        annoy_search_k=_int(section, "AnnoySearchK", -1, -1, 100_000_000),
+        annoy_search_k=_int(section, "AnnoySearchK", 20000, -1, 100_000_000),
         candidates=_int(section, "Candidates", 100, 10, 100_000),
         max_upload_bytes=_int(section, "MaxUploadBytes", 64 * 1024 * 1024, 1024, 2 ** 31),
         catch_up_seconds=_seconds(section, "CatchUpSeconds", 5.0, 0.1, 3600),

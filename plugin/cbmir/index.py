@@ -46,7 +46,7 @@ class VectorIndex:
     """Search, add and remove for one store generation; thread-safe."""
 
     def __init__(self, directory: str | Path, generation: int = 1, trees: int = 32,
-                 search_k: int = -1, candidates: int = 100, rebuild_threshold: int = 1000):
+                 search_k: int = 20000, candidates: int = 100, rebuild_threshold: int = 1000):
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.generation = generation
