@@ -121,9 +121,9 @@ class Ingestor:
             # Wait for work without taking it, so the first image of a burst waits its turn too.
             if not engine.queue.wait_for_work(timeout=0.5):
                 continue
-            self.pacer.wait_turn()
+            arrivals_only = self.pacer.wait_turn()
             batch = engine.queue.get_batch(self.pacer.batch_size(self.config.batch_size),
-                                           timeout=0)
+                                           timeout=0, arrivals_only=arrivals_only)
             if not batch:
                 continue
             try:

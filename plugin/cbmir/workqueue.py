@@ -5,7 +5,9 @@ Why not queue.Queue: the same instance arrives from NEW_INSTANCE, from the
 catch-up must be able to wait until *its* instances are done (queued or in
 flight) before it moves its persisted checkpoint. The queue also remembers when
 the last image *arrived* (NEW_INSTANCE), so the worker can yield while storing
-is busy (see `Pacer`).
+is busy (see `Pacer`), and keeps two lanes: images just stored, which are
+promised to be searchable within seconds, and backlog (catch-up, re-index),
+which is not and can wait for storing to pause.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import time
 class WorkQueue:
     def __init__(self):
         self._cond = threading.Condition()
-        self._order: collections.deque[str] = collections.deque()
+        self._lanes = {True: collections.deque(), False: collections.deque()}  # arrival? -> order
         self._queued: dict[str, bool] = {}   # instance -> force
         self._since: dict[str, float] = {}    # instance -> monotonic time it was queued
         self._in_flight: set[str] = set()
@@ -36,24 +38,31 @@ class WorkQueue:
                 return
             self._queued[instance] = force
             self._since[instance] = time.monotonic()
-            self._order.append(instance)
+            self._lanes[arrival].append(instance)
             self._cond.notify_all()
 
-    def get_batch(self, size: int, timeout: float) -> list[tuple[str, bool]]:
-        """Up to `size` (instance, force) items, waiting at most `timeout` for the first."""
+    def _any(self) -> bool:
+        return bool(self._lanes[True] or self._lanes[False])
+
+    def get_batch(self, size: int, timeout: float,
+                  arrivals_only: bool = False) -> list[tuple[str, bool]]:
+        """Up to `size` (instance, force) items, just-stored images first, waiting at most
+        `timeout` for the first; `arrivals_only` leaves the backlog queued."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            while not self._order and not self.stopped:
+            while not self._any() and not self.stopped:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return []
                 self._cond.wait(left)
             batch = []
-            while self._order and len(batch) < size:
-                instance = self._order.popleft()
-                batch.append((instance, self._queued.pop(instance)))
-                self._since.pop(instance, None)
-                self._in_flight.add(instance)
+            for lane in (True, False) if not arrivals_only else (True,):
+                order = self._lanes[lane]
+                while order and len(batch) < size:
+                    instance = order.popleft()
+                    batch.append((instance, self._queued.pop(instance)))
+                    self._since.pop(instance, None)
+                    self._in_flight.add(instance)
             return batch
 
     def done(self, instances) -> None:
@@ -65,19 +74,22 @@ class WorkQueue:
         """Wait (without taking anything) until an item is queued; False on timeout/stop."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            while not self._order and not self.stopped:
+            while not self._any() and not self.stopped:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
                 self._cond.wait(left)
-            return bool(self._order) and not self.stopped
+            return self._any() and not self.stopped
 
-    def oldest_age(self) -> float:
-        """Seconds since the oldest queued item was queued (0 when none)."""
+    def oldest_age(self, arrivals_only: bool = False) -> float:
+        """Seconds since the oldest queued item (of the arrival lane) was queued; 0 when none."""
         with self._cond:
-            if not self._order:
+            heads = [lane[0] for arrival, lane in self._lanes.items()
+                     if lane and (arrival or not arrivals_only)]
+            if not heads:
                 return 0.0
-            return time.monotonic() - self._since.get(self._order[0], time.monotonic())
+            now = time.monotonic()
+            return max(now - self._since.get(head, now) for head in heads)
 
     def is_pending(self, instance: str) -> bool:
         with self._cond:
@@ -112,16 +124,17 @@ class Pacer:
     """Makes the ingest worker stay off the CPU while images arrive, for a bounded time.
 
     Why: the worker embeds inside Orthanc's process; on a small server any
-    computing it does while an upload runs makes that upload slower, even at
-    the lowest thread priority (docs/benchmarks/store-overhead.md: a worker
-    that computed a quarter of the time during uploads raised REST p95 by
-    15-25 %). So while images arrived within `window` seconds the worker holds
-    back until the oldest waiting image has waited `hold` seconds, and then
-    takes only a small batch, so an image is searchable about `hold` seconds
-    after it was stored even while storing never pauses. When arrivals stop it
-    runs full batches at full speed (catch-up, re-index). `hold` is
-    CBMIR.IndexDelaySeconds: a long import that outlasts it shares the CPU with
-    indexing; a larger value keeps them apart for longer, 0 indexes at once.
+    computing it does while an upload runs makes that upload slower, even at a
+    low thread priority (bench/README.md: a worker that computed a quarter of
+    the time during uploads raised REST p95 by 15-25 %). So while images
+    arrived within `window` seconds the worker holds back until the oldest
+    just-stored image has waited `hold` seconds, and then takes only a small
+    batch of just-stored images, so each is searchable about `hold` seconds
+    after it was stored even while storing never pauses; backlog (catch-up,
+    re-index) waits until storing pauses. When arrivals stop it runs full
+    batches at full speed. `hold` is CBMIR.IndexDelaySeconds: a long import
+    that outlasts it shares the CPU with indexing; a larger value keeps them
+    apart for longer, 0 indexes at once.
     """
 
     def __init__(self, queue: WorkQueue, window: float = 0.15, hold: float = 1.2,
@@ -135,10 +148,13 @@ class Pacer:
     def batch_size(self, full: int) -> int:
         return min(full, self.busy_batch) if self.busy() else full
 
-    def wait_turn(self) -> None:
-        """Before a batch: while storing is busy, wait until the oldest item is overdue."""
+    def wait_turn(self) -> bool:
+        """Before a batch: while storing is busy, wait until a just-stored image is overdue.
+        Returns True when only just-stored images may be taken (storing is still busy)."""
         while self.busy() and not self.queue.stopped:
-            age = self.queue.oldest_age()
-            if age == 0 or age >= self.hold:  # empty (get_batch waits) or waited enough
-                return
-            time.sleep(min(self.hold - age, self.window))
+            age = self.queue.oldest_age(arrivals_only=True)  # 0: none queued
+            if age > 0 and age >= self.hold:
+                return True
+            # no just-stored image yet (backlog only): check again once storing may have paused
+            time.sleep(min(self.hold - age, self.window) if age > 0 else self.window)
+        return False

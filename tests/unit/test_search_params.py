@@ -84,3 +84,39 @@ def test_the_pacer_holds_back_only_while_images_arrive_and_only_for_hold_seconds
     started = time.monotonic()
     pacer.wait_turn()
     assert not pacer.busy() and time.monotonic() - started < 0.05
+
+
+def test_while_images_arrive_backlog_waits_and_just_stored_images_go_first():
+    import time
+
+    from cbmir.workqueue import Pacer
+    queue = WorkQueue()
+    pacer = Pacer(queue, window=0.3, hold=0.05, busy_batch=2)
+    queue.put("old-1")  # catch-up / re-index backlog
+    queue.put("old-2")
+    queue.put("new", arrival=True)  # storing is busy from here on
+    assert pacer.wait_turn() is True  # the just-stored image became overdue
+    assert queue.get_batch(8, 0, arrivals_only=True) == [("new", False)]
+    queue.done(["new"])
+    queue.put("newer", arrival=True)
+    started = time.monotonic()
+    assert pacer.wait_turn() is True and time.monotonic() - started >= 0.04
+    assert queue.get_batch(8, 0, arrivals_only=True) == [("newer", False)]
+    started = time.monotonic()
+    assert pacer.wait_turn() is False  # backlog only: it waits until storing pauses
+    assert time.monotonic() - started >= 0.2 and not pacer.busy()
+    queue.put("x", arrival=False)
+    assert [i for i, _ in queue.get_batch(8, 0)] == ["old-1", "old-2", "x"]
+
+
+def test_an_index_delay_of_zero_does_not_spin_on_backlog():
+    import time
+
+    from cbmir.workqueue import Pacer
+    queue = WorkQueue()
+    pacer = Pacer(queue, window=0.2, hold=0.0)
+    queue.put("backlog")
+    queue.last_arrival = time.monotonic()  # storing busy, but nothing just stored is queued
+    started = time.monotonic()
+    assert pacer.wait_turn() is False
+    assert time.monotonic() - started >= 0.15  # slept until storing paused, did not return at once
