@@ -114,29 +114,31 @@ def load_config(orthanc_config: dict) -> Config:
         raise ConfigError(f"unknown key(s) {', '.join(_key(k) for k in unknown)}; "
                           f"known: {', '.join(sorted(known))}")
 
-    modalities = section.get("Modalities", ["MR"])
+    default = Config()  # the dataclass holds each default once; load_config only validates
+    modalities = section.get("Modalities", list(default.modalities))
     if (not isinstance(modalities, list) or not modalities
             or not all(isinstance(m, str) and m.strip() for m in modalities)):
         raise ConfigError(f"{_key('Modalities')} must be a non-empty list of modality codes "
                           f"such as [\"MR\"] (or [\"*\"]), got {modalities!r}")
-    device = section.get("Device", "auto")
+    device = section.get("Device", default.device)
     if device not in DEVICES:
         raise ConfigError(f"{_key('Device')} must be one of {', '.join(DEVICES)}, got {device!r}")
 
     return Config(
-        model_path=_path(section, "ModelPath", DEFAULT_MODEL),
+        model_path=_path(section, "ModelPath", default.model_path),
         index_directory=_path(section, "IndexDirectory", default_index_directory(orthanc_config)),
         modalities=tuple(m.strip().upper() for m in modalities),
-        label_tag=parse_tag(section.get("LabelTag", "0020,4000")),
-        batch_size=_int(section, "BatchSize", 8, 1, 512),
-        threads=_int(section, "Threads", 0, 0, 256),
+        label_tag=parse_tag(section.get("LabelTag", default.label_tag_text)),
+        batch_size=_int(section, "BatchSize", default.batch_size, 1, 512),
+        threads=_int(section, "Threads", default.threads, 0, 256),
         device=device,
-        rebuild_threshold=_int(section, "RebuildThreshold", 1000, 1, 10_000_000),
-        annoy_trees=_int(section, "AnnoyTrees", 32, 1, 1000),
-        annoy_search_k=_int(section, "AnnoySearchK", 20000, -1, 100_000_000),
-        candidates=_int(section, "Candidates", 100, 10, 100_000),
-        max_upload_bytes=_int(section, "MaxUploadBytes", 64 * 1024 * 1024, 1024, 2 ** 31),
-        catch_up_seconds=_seconds(section, "CatchUpSeconds", 5.0, 0.1, 3600),
-        index_delay_seconds=_seconds(section, "IndexDelaySeconds", 1.2, 0, 3600),
-        viewer_directory=_path(section, "ViewerDirectory", None),
+        rebuild_threshold=_int(section, "RebuildThreshold", default.rebuild_threshold, 1, 10_000_000),
+        annoy_trees=_int(section, "AnnoyTrees", default.annoy_trees, 1, 1000),
+        annoy_search_k=_int(section, "AnnoySearchK", default.annoy_search_k, -1, 100_000_000),
+        candidates=_int(section, "Candidates", default.candidates, 10, 100_000),
+        max_upload_bytes=_int(section, "MaxUploadBytes", default.max_upload_bytes, 1024, 2 ** 31),
+        catch_up_seconds=_seconds(section, "CatchUpSeconds", default.catch_up_seconds, 0.1, 3600),
+        index_delay_seconds=_seconds(section, "IndexDelaySeconds", default.index_delay_seconds,
+                                     0, 3600),
+        viewer_directory=_path(section, "ViewerDirectory", default.viewer_directory),
     )

@@ -66,7 +66,7 @@ class Engine:
             return None
         c = self.config
         # Threads 0 (auto): half the cores. onnxruntime's default (one thread per core) waits
-        # for its slowest thread, so a busy machine slows it down ~2x (docs/benchmarks/indexing.md).
+        # for its slowest thread, so a busy machine slows it down ~2x (bench/README.md).
         threads = c.threads or max(1, (os.cpu_count() or 2) // 2)
         try:
             return Embedder(c.model_path, threads=threads, device=c.device, allow_spinning=False)

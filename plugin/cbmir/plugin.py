@@ -89,7 +89,7 @@ def register(orthanc) -> dict:
             elif change_type == orthanc.ChangeType.NEW_INSTANCE:
                 # Enqueued here, not in OnStoredInstance: that hook runs in the storing thread
                 # (serialized, and it must take the GIL from the busy worker), which made every
-                # upload slower (docs/benchmarks/store-overhead.md). A re-sent instance fires no
+                # upload slower (bench/README.md). A re-sent instance fires no
                 # NEW_INSTANCE, and it is already indexed or rejected. `arrival` tells the
                 # worker's pacer that storing is busy. The follower is not woken: it would
                 # read /changes (Orthanc's database) once per upload; it polls every
