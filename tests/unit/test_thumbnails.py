@@ -107,8 +107,8 @@ def test_unknown_and_undecodable_instances_get_json_errors():
 
 
 def test_render_never_upscales_and_windows_like_the_model():
-    pixels = np.zeros((10, 20), np.float32)
-    pixels[:, 10:] = 1000.0
+    pixels = np.full((10, 20), 100.0, np.float32)
+    pixels[:, 10:] = 140.0  # the window (0.5/99.5 percentiles) stretches 100..140 to 0..255
     drawn = png_pixels(thumbnails.render_png(pixels, size=256))
     assert drawn.shape == (10, 20)
     assert drawn[:, :10].max() == 0 and drawn[:, 10:].min() == 255
