@@ -23,7 +23,7 @@ system-deps-test:
 $(VENV)/.runtime-ok: pyproject.toml
 	test -x $(PY) || $(SYSTEM_PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip setuptools wheel
-	$(PIP) install -q -e '.[test]'
+	$(PIP) install -q -e '.[test,import]'
 	touch $@
 
 venv: $(VENV)/.runtime-ok

@@ -1,8 +1,10 @@
-"""Pixel arrays + a little metadata -> proper DICOM MR Image Storage instances.
+"""Pixel arrays + a little metadata -> DICOM Secondary Capture instances (highdicom).
 
 Why: demos and tests need the archive filled with real DICOM (JPG/PNG and the
 figshare `.mat` files are not), shaped the way a PACS expects: one study per
-patient, one series per (patient, source), the label in the configured tag.
+patient, one series per (patient, source), the label in the configured tag,
+Modality MR. Pictures are written as what they are (Secondary Capture, 8-bit grey,
+RGB or 16-bit grey), in layouts every viewer, Orthanc 1.10 included, renders right.
 All UIDs are derived from the source (a hash), never random, so importing the
 same file twice yields the same SOPInstanceUID and Orthanc keeps one copy.
 Pure: no I/O besides returning bytes.
@@ -17,9 +19,9 @@ import uuid
 
 import numpy as np
 from pydicom.datadict import dictionary_VR, tag_for_keyword
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag, Tag
-from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, PYDICOM_IMPLEMENTATION_UID
+from pydicom.valuerep import DS
 
 DEFAULT_LABEL_TAG = "ImageComments"  # (0020,4000), the plugin's default label tag
 _UID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:orthanc-cbmir:dicomize")
@@ -78,36 +80,51 @@ def _series_number(series_description: str) -> int:
     return int(hashlib.sha1(series_description.encode()).hexdigest(), 16) % 900 + 100
 
 
-def _to_stored_pixels(pixels: np.ndarray) -> tuple[np.ndarray, int, int]:
-    """(array, bits, pixel representation) for MONOCHROME2 storage.
+def _rescaled_to_uint16(values: np.ndarray) -> tuple[np.ndarray, dict]:
+    """Any real array -> (uint16 array, Modality LUT) such that slope * stored + intercept
+    gives the values back (exactly for integers spanning at most 65535, to 1/65535 of the
+    range for floats). Secondary Capture pixels are unsigned; the LUT keeps them honest."""
+    finite = np.nan_to_num(values.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    low, high = float(finite.min()), float(finite.max())
+    if np.issubdtype(values.dtype, np.integer) and high - low <= 0xFFFF:
+        stored, slope = finite - low, 1.0
+    else:
+        slope = (high - low) / 0xFFFF if high > low else 1.0
+        stored = np.rint((finite - low) / slope)
+    return np.ascontiguousarray(stored.astype(np.uint16)), {
+        "RescaleIntercept": low, "RescaleSlope": slope, "RescaleType": "US"}
 
-    8-bit data keeps 8 stored bits (in 16 allocated, as the MR IOD wants);
-    other integers become 16-bit (signed only when needed); floats are rescaled to 12 bits because MR Image Storage has no
-    float pixels. Colour input is turned grey with the ITU-R 601 weights.
+
+def _to_stored_pixels(pixels: np.ndarray) -> tuple[np.ndarray, str, dict]:
+    """(array, photometric interpretation, Modality LUT attributes) for Secondary Capture.
+
+    Why these layouts: viewers and Orthanc 1.10 all render 8 bits in 8 and 16 in 16,
+    while 8 bits stored in 16 allocated is decoded wrongly by Orthanc 1.10 (two
+    half-width copies). So 8-bit grey stays 8-bit (BitsAllocated 8), 8-bit colour
+    stays RGB, other integers become 16-bit unsigned (negative ranges through
+    RescaleIntercept) and floats 16-bit with RescaleSlope/Intercept.
     """
     array = np.asarray(pixels)
-    if array.ndim == 3 and array.shape[-1] in (3, 4):
-        weights = np.array([0.299, 0.587, 0.114])
-        grey = array[..., :3].astype(np.float64) @ weights
-        array = np.clip(np.rint(grey), 0, 255).astype(np.uint8) if array.dtype == np.uint8 else grey
-    elif array.ndim == 3 and array.shape[-1] == 1:
+    if array.ndim == 3 and array.shape[-1] == 1:
         array = array[..., 0]
+    if array.ndim == 3 and array.shape[-1] in (3, 4):
+        rgb = array[..., :3]
+        if rgb.dtype != np.uint8:  # 16-bit or float colour: colour SC is 8-bit only
+            finite = np.nan_to_num(rgb.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+            low, high = float(finite.min()), float(finite.max())
+            scaled = (finite - low) / (high - low) * 255.0 if high > low else np.zeros_like(finite)
+            rgb = np.rint(scaled).astype(np.uint8)
+        return np.ascontiguousarray(rgb), "RGB", {}
     if array.ndim != 2 or min(array.shape) < 1:
-        raise ValueError(f"expected a 2-D image, got shape {array.shape}")
+        raise ValueError(f"expected a 2-D grey or (H, W, 3) colour image, got shape {array.shape}")
     if array.dtype == np.bool_:
         array = array.astype(np.uint8) * 255
     if array.dtype == np.uint8:
-        return np.ascontiguousarray(array.astype("<u2")), 8, 0
-    if np.issubdtype(array.dtype, np.integer):
-        low, high = int(array.min()), int(array.max())
-        if low >= 0 and high <= 0xFFFF:
-            return np.ascontiguousarray(array.astype("<u2")), 16, 0
-        if -0x8000 <= low and high <= 0x7FFF:
-            return np.ascontiguousarray(array.astype("<i2")), 16, 1
-    finite = np.nan_to_num(array.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-    low, high = float(finite.min()), float(finite.max())
-    scaled = (finite - low) / (high - low) * 4095.0 if high > low else np.zeros_like(finite)
-    return np.ascontiguousarray(np.rint(scaled).astype("<u2")), 16, 0
+        return np.ascontiguousarray(array), "MONOCHROME2", {}
+    if np.issubdtype(array.dtype, np.integer) and int(array.min()) >= 0 and int(array.max()) <= 0xFFFF:
+        return np.ascontiguousarray(array.astype(np.uint16)), "MONOCHROME2", {}
+    stored, lut = _rescaled_to_uint16(array)
+    return stored, "MONOCHROME2", lut
 
 
 def make_instance(pixels: np.ndarray, *, patient_id: str, source_key: str,
@@ -116,81 +133,57 @@ def make_instance(pixels: np.ndarray, *, patient_id: str, source_key: str,
                   patient_name: str | None = None, study_date: str | None = None,
                   study_description: str = "Brain MRI (imported by cbmir)",
                   pixel_spacing: tuple[float, float] | None = None,
-                  slice_thickness: float | None = None) -> Dataset:
-    """One MR Image Storage dataset (with file meta) for a 2-D slice.
+                  modality: str = "MR") -> Dataset:
+    """One Secondary Capture Image dataset (with file meta) for a 2-D slice, written by highdicom.
 
+    Why Secondary Capture: a JPG/PNG picture (or a figshare array) carries none of the
+    acquisition details an MR Image object must state, so it is stored as what it is, a
+    converted picture. `Modality` stays MR (the pictures show MR, and the plugin indexes
+    MR by default) and the label goes into `label_tag`.
     `source_key` identifies the source image (e.g. a hash of the file) and, with
     `patient_id`, fixes the SOPInstanceUID. The study is per patient, the
-    series per (patient, `series_description`). `study_date` is YYYYMMDD
-    (default: today). Unknown acquisition attributes are left empty (type 2).
+    series per (patient, `series_description`). `study_date` is YYYYMMDD (default: today).
     """
+    from highdicom.sc import SCImage
+
     if not patient_id:
         raise ValueError("patient_id is required (derive one from the source file)")
-    stored, bits, signed = _to_stored_pixels(pixels)
+    stored, photometric, lut = _to_stored_pixels(pixels)
     tag = parse_tag(label_tag)
+    label_vr = _label_vr(tag) if label else None
     study_date = study_date or _dt.date.today().strftime("%Y%m%d")
-    sop_uid = sop_instance_uid(patient_id, source_key)
     series = series_uid(patient_id, series_description)
-
-    ds = Dataset()
-    ds.SpecificCharacterSet = "ISO_IR 192"
-    ds.ImageType = ["DERIVED", "SECONDARY", "OTHER"]
-    ds.SOPClassUID = MRImageStorage
-    ds.SOPInstanceUID = sop_uid
-    ds.StudyDate = ds.SeriesDate = ds.ContentDate = study_date
-    ds.StudyTime = ds.SeriesTime = ds.ContentTime = "000000"
-    ds.AccessionNumber = ""
-    ds.Modality = "MR"
-    ds.Manufacturer = ""
-    ds.ReferringPhysicianName = ""
-    ds.StudyDescription = study_description
-    ds.SeriesDescription = series_description
+    ds = SCImage(
+        pixel_array=stored, photometric_interpretation=photometric,
+        bits_allocated=8 if stored.dtype == np.uint8 else 16,
+        # highdicom wants an orientation for patient coordinates; it is unknown here and
+        # emptied below (Patient Orientation is type 2 when there is no image plane).
+        coordinate_system="PATIENT", patient_orientation=("L", "P"),
+        study_instance_uid=study_uid(patient_id), series_instance_uid=series,
+        series_number=_series_number(series_description),
+        sop_instance_uid=sop_instance_uid(patient_id, source_key),
+        instance_number=max(1, int(instance_number)), manufacturer="",
+        patient_id=patient_id,
+        patient_birth_date="", patient_sex="", accession_number="", study_id="",
+        study_date=study_date, study_time="000000", referring_physician_name="",
+        pixel_spacing=tuple(pixel_spacing) if pixel_spacing else None,
+        series_description=series_description, specific_character_set="ISO_IR 192")
+    ds.PatientOrientation = None
+    # Set here, not through highdicom, which warns on every one-component name (an ID).
     ds.PatientName = patient_name or patient_id
-    ds.PatientID = patient_id
-    ds.PatientBirthDate = ""
-    ds.PatientSex = ""
+    ds.Modality = modality
+    ds.ConversionType = "WSD"  # converted on a workstation, from a picture or an array
+    ds.SecondaryCaptureDeviceManufacturer = "Orthanc CBMIR (cbmir import)"
+    ds.StudyDescription = study_description
     ds.BodyPartExamined = "BRAIN"
-    ds.PatientPosition = ""  # type 2C for MR: required, unknown here
-    # MR Image module: acquisition details are unknown for converted pictures.
-    ds.ScanningSequence = "RM"  # research mode: the sequence is not known
-    ds.SequenceVariant = "NONE"
-    ds.ScanOptions = ""
-    ds.MRAcquisitionType = "2D"
-    ds.RepetitionTime = None
-    ds.EchoTime = None
-    ds.EchoTrainLength = None
-    ds.SliceThickness = slice_thickness
-    ds.StudyInstanceUID = study_uid(patient_id)
-    ds.SeriesInstanceUID = series
-    ds.StudyID = ""
-    ds.SeriesNumber = _series_number(series_description)
-    ds.InstanceNumber = int(instance_number)
-    ds.FrameOfReferenceUID = derive_uid("frame-of-reference", series)
-    ds.PositionReferenceIndicator = ""
-    # Image Plane module: geometry is unknown; an axial identity plane keeps viewers happy.
-    ds.ImagePositionPatient = [0.0, 0.0, float(instance_number)]
-    ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
-    ds.PixelSpacing = list(pixel_spacing) if pixel_spacing else [1.0, 1.0]
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.Rows, ds.Columns = stored.shape
-    ds.BitsAllocated = 16  # the MR Image IOD allows only 16; 8-bit data keeps BitsStored 8
-    ds.BitsStored = bits
-    ds.HighBit = bits - 1
-    ds.PixelRepresentation = signed
+    ds.SeriesDate = ds.ContentDate = study_date
+    ds.SeriesTime = ds.ContentTime = "000000"
     ds.BurnedInAnnotation = "NO"
-    data = stored.tobytes()
-    ds.PixelData = data + b"\0" if len(data) % 2 else data  # values have even length
+    for keyword, value in lut.items():
+        setattr(ds, keyword, value if isinstance(value, str) else DS(value, auto_format=True))
     if label:
-        ds.add_new(tag, _label_vr(tag), str(label))
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = MRImageStorage
-    meta.MediaStorageSOPInstanceUID = sop_uid
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-    meta.ImplementationVersionName = "ORTHANC_CBMIR"
-    ds.file_meta = meta
+        ds.add_new(tag, label_vr, str(label))
+    ds.file_meta.ImplementationVersionName = "ORTHANC_CBMIR"
     return ds
 
 

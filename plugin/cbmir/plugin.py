@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from . import routes
+from . import routes, thumbnails
 from .catchup import ChangeFollower
 from .config import ConfigError, load_config
 from .engine import Engine
@@ -119,6 +119,12 @@ def register(orthanc) -> dict:
     orthanc.RegisterRestCallback("/cbmir/query", Query)
     orthanc.RegisterRestCallback("/cbmir/status", Status)
     orthanc.RegisterRestCallback("/cbmir/reindex", Reindex)
+
+    def Thumbnail(output, uri, **request):
+        thumbnails.answer(output, request, lambda: thumbnails.thumbnail(
+            orthanc, engine, request["groups"][0], request.get("get") or {}), log)
+
+    orthanc.RegisterRestCallback("/cbmir/thumbnail/([^/]+)", Thumbnail)
     try:
         from .static_routes import register_static_routes
     except ImportError:

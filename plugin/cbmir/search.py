@@ -71,9 +71,11 @@ def parse_params(args: dict) -> Params:
 
 
 def thumbnail_url(row: dict) -> str:
+    """The plugin's own renderer (cbmir.thumbnails), not Orthanc's /preview, which draws
+    some layouts wrongly (8 bits stored in 16)."""
     if row.get("frame"):
-        return f"/instances/{row['instance']}/frames/{row['frame']}/preview"
-    return f"/instances/{row['instance']}/preview"
+        return f"/cbmir/thumbnail/{row['instance']}?frame={row['frame']}"
+    return f"/cbmir/thumbnail/{row['instance']}"
 
 
 def result_entry(row: dict, score: float) -> dict:

@@ -147,7 +147,11 @@ def test_import_figshare_jpgs_and_reimport_stores_nothing_twice(empty_orthanc, f
     by_patient: dict[str, set] = {}
     for instance in instances:
         tags = _tags(url, instance)
-        assert tags["Modality"] == "MR" and tags["SOPClassUID"] == "1.2.840.10008.5.1.4.1.1.4"
+        # Secondary Capture (a picture is no MR acquisition), Modality MR so it is indexed by default,
+        # 8-bit grey in 8 bits (Orthanc 1.10 draws 8 bits stored in 16 wrongly).
+        assert tags["Modality"] == "MR" and tags["SOPClassUID"] == "1.2.840.10008.5.1.4.1.1.7"
+        assert (tags["BitsAllocated"], tags["BitsStored"], tags["PhotometricInterpretation"]) == \
+            ("8", "8", "MONOCHROME2")
         assert tags["ImageComments"] == expected[tags["InstanceNumber"]]
         assert tags["SeriesDescription"] == "Imported JPEG images"
         by_patient.setdefault(tags["PatientID"], set()).add(tags["StudyInstanceUID"])
@@ -295,7 +299,14 @@ def test_demo_downloads_verifies_unpacks_and_imports(empty_orthanc, stand_in, tm
         tags = _tags(url, instance)
         labels[tags["InstanceNumber"]] = tags["ImageComments"]
         assert tags["SeriesDescription"] == "T1 post-contrast (figshare .mat)"
-        assert tags["BitsAllocated"] == "16"
+        assert tags["SOPClassUID"] == "1.2.840.10008.5.1.4.1.1.7" and tags["Modality"] == "MR"
+        assert (tags["BitsAllocated"], tags["BitsStored"]) == ("16", "16")  # 16-bit data kept whole
+        # The stored pixels are the .mat's own array, value for value.
+        from cbmir.decode import decode_dicom_bytes
+        from cbmir.sources import read_figshare_mat
+        data = requests.get(f"{url}/instances/{instance}/file", auth=AUTH, timeout=10).content
+        source = read_figshare_mat(cache / "mat" / f"{tags['InstanceNumber']}.mat").image
+        np.testing.assert_array_equal(decode_dicom_bytes(data)[0], source.astype(np.float32))
     assert labels == {"1": "meningioma", "2": "meningioma", "3": "glioma", "4": "pituitary",
                       "5": "glioma"}
 

@@ -190,6 +190,7 @@ async function _results(page) {
       sopInstanceUid: card.dataset.sopInstanceUid,
       hasOpen: !!card.querySelector('[data-testid=cbmir-open]'),
       thumbnailLoaded: !!card.querySelector('img') && card.querySelector('img').naturalWidth > 0,
+      thumbnailSrc: card.querySelector('img')?.getAttribute('src') || '',
     }))
   );
 }

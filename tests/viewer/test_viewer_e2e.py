@@ -128,6 +128,8 @@ def test_similar_cases_panel_end_to_end(viewer_orthanc, labelled_studies, not_in
         assert result["studyInstanceUid"] in labelled_studies, result
         assert result["label"] == labelled_studies[result["studyInstanceUid"]], result
     assert all(result["thumbnailLoaded"] for result in results)
+    # from the plugin's renderer, not Orthanc 1.10's /preview (wrong for 8 bits stored in 16)
+    assert all("/cbmir/thumbnail/" in result["thumbnailSrc"] for result in results), results
 
     assert seen["excludeSamePatientDefault"] is True
     assert f"of {len(results)} similar case" in seen["summary"]

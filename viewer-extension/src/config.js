@@ -2,7 +2,7 @@
  * The extension's settings: `window.config.cbmir` in OHIF's app-config, over these defaults.
  *
  * - `apiRoot`: where the plugin's REST routes are (same origin: the browser sends Orthanc's credentials)
- * - `orthancRoot`: Orthanc's REST root, for thumbnails the API does not name
+ * - `orthancRoot`: Orthanc's REST root, for thumbnail paths the API names without an instance
  * - `k`: how many similar cases to ask for at first; `kChoices`: what the k control offers
  * - `labels`: labels the filter offers before any answer has named them
  * - `debounceMs`: wait for scrolling to settle before asking; `pendingRetryMs`: re-ask while indexing

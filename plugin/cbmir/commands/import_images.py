@@ -1,7 +1,8 @@
-"""`cbmir import`: labelled JPG/PNG or figshare `.mat` files -> DICOM MR -> Orthanc.
+"""`cbmir import`: labelled JPG/PNG or figshare `.mat` files -> DICOM -> Orthanc.
 
-Why: demos and tests need a filled archive. Each image becomes a proper MR
-instance (`cbmir.dicomize`) and is stored through Orthanc's REST API
+Why: demos and tests need a filled archive. Each image becomes a Secondary Capture
+instance with Modality MR and its label in the label tag (`cbmir.dicomize`, written
+by highdicom), and is stored through Orthanc's REST API
 (POST /instances). UIDs are derived from the source, so re-running the import
 stores nothing twice; the summary says what was stored, already present or failed.
 """
@@ -155,6 +156,12 @@ def run_import(items: list[sources.SourceItem], args: argparse.Namespace) -> int
         dicomize.parse_tag(args.label_tag)
     except ValueError as error:
         print(f"cbmir import: {error}", file=sys.stderr)
+        return 2
+    try:
+        import highdicom  # noqa: F401 - writes the objects; an offline-tools extra, not the plugin's
+    except ImportError:
+        print("cbmir import: needs highdicom: pip install 'orthanc-cbmir[import]' "
+              "(or pip install highdicom)", file=sys.stderr)
         return 2
     uploader = OrthancUploader(args.url, args.user, args.password, args.timeout)
     try:

@@ -3,6 +3,7 @@ import CbmirClient from '../../client/CbmirClient.js';
 import trackActiveImage from '../../utils/trackActiveImage.js';
 import labelsFromStatus from '../../utils/labelsFromStatus.js';
 import studyLocation from '../../utils/studyLocation.js';
+import resultThumbnailUrl from '../../utils/thumbnailUrl.js';
 import { initialState, makeRequestKey, panelReducer } from '../../utils/panelState.js';
 import SimilarCasesView from './SimilarCasesView.jsx';
 
@@ -90,7 +91,7 @@ export default function WrappedSimilarCasesPanel({ servicesManager, commandsMana
     }
   }, []);
 
-  const thumbnailUrl = useCallback(hit => _thumbnailUrl(hit, config), [config]);
+  const thumbnailUrl = useCallback(hit => resultThumbnailUrl(hit, config), [config]);
 
   return (
     <SimilarCasesView
@@ -113,20 +114,4 @@ export default function WrappedSimilarCasesPanel({ servicesManager, commandsMana
 
 function _union(a, b) {
   return [...new Set([...(a || []), ...(b || [])])];
-}
-
-function _thumbnailUrl(hit, config) {
-  const orthancRoot = config.orthancRoot.replace(/\/+$/, '');
-  const thumbnail = hit.thumbnail;
-  if (typeof thumbnail === 'string' && thumbnail) {
-    if (/^(data:|https?:)/.test(thumbnail)) {
-      return thumbnail;
-    }
-    // The plugin names Orthanc REST paths (/instances/<id>/preview): under Orthanc's root.
-    return thumbnail.startsWith('/') ? `${orthancRoot}${thumbnail}` : `${config.apiRoot.replace(/\/+$/, '')}/${thumbnail}`;
-  }
-  if (hit.instance) {
-    return `${orthancRoot}/instances/${encodeURIComponent(hit.instance)}/preview`;
-  }
-  return null;
 }
