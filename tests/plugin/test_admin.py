@@ -1,7 +1,7 @@
 """What admins see: CBMIR's metrics in /tools/metrics-prometheus and the log levels.
 
 One real Orthanc started with --verbose (info lines are printed only then), fed
-an MR slice (indexed), a structured report (skipped) and an MR whose pixel data
+three MR slices (indexed), two structured reports (skipped) and an MR whose pixel data
 is shorter than its Rows x Columns (failed).
 """
 from __future__ import annotations
@@ -44,7 +44,7 @@ def server(tmp_path_factory, model_path):
             "indexed": [running.upload(mr_image((rng.random((64, 64)) * 900).astype(np.uint16),
                                                 "ADMIN-1", study, series, label="glioma",
                                                 instance_number=n))["ID"] for n in range(3)],
-            "skipped": running.upload(structured_report("ADMIN-SR"))["ID"],
+            "skipped": [running.upload(structured_report(f"ADMIN-SR{n}"))["ID"] for n in (1, 2)],
             "failed": running.upload(broken_mr())["ID"]}
         running.wait_idle()
         for _ in range(2):  # two timed queries for the latency metric
@@ -71,7 +71,7 @@ def test_metrics_match_status(server):
             break
         time.sleep(0.5)
     assert {m: metrics.get(m) for m in wanted} == {m: status[s] for m, s in wanted.items()}
-    assert (status["indexed"], status["skipped"], status["failed"]) == (3, 1, 1)
+    assert (status["indexed"], status["skipped"], status["failed"]) == (3, 2, 1)  # all differ
     assert metrics["cbmir_index_size"] == status["index"]["size"] == 3
     assert metrics["cbmir_index_fresh"] == status["index"]["fresh"]
     assert metrics["cbmir_queue_age_seconds"] == 0 and metrics["cbmir_model_available"] == 1
@@ -93,7 +93,8 @@ def test_log_levels_and_one_line_per_event_with_the_instance(server):
     lines = _lines(server)
     for instance in server.ids["indexed"]:
         assert _level(lines, f"CBMIR: indexed {instance}") == {"I"}
-    assert _level(lines, f"CBMIR: skipped {server.ids['skipped']}") == {"I"}
+    for instance in server.ids["skipped"]:
+        assert _level(lines, f"CBMIR: skipped {instance}") == {"I"}
     assert _level(lines, f"CBMIR: failed {server.ids['failed']}") == {"E"}
     assert len([line for line in lines if f"CBMIR: failed {server.ids['failed']}" in line]) == 1
     warnings = [line for line in lines if LINE.match(line) and line[0] == "W" and "CBMIR" in line]
