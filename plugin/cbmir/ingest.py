@@ -275,10 +275,14 @@ def orthanc_ids(dataset) -> dict:
 def _file_stamp(path) -> tuple | None:
     """(mtime, size) of the model and its card, None while the model is missing."""
     try:
-        model, card = os.stat(path), os.stat(os.path.splitext(path)[0] + ".json")
+        model = os.stat(path)
     except OSError:
         return None
-    return model.st_mtime, model.st_size, card.st_mtime
+    try:  # the card may live inside the ONNX file only (embed.load_card)
+        card_mtime = os.stat(os.path.splitext(path)[0] + ".json").st_mtime
+    except OSError:
+        card_mtime = None
+    return model.st_mtime, model.st_size, card_mtime
 
 
 class _Gone(Exception):
