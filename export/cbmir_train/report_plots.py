@@ -103,7 +103,7 @@ def per_label_plot(result: dict, path: Path) -> Path:
     for number, (label, row) in enumerate(result["per_label"].items()):
         colour = f"C{number % 10}"
         axes.plot(row["pr_curve"]["recall"], row["pr_curve"]["precision"], lw=2, color=colour,
-                  label=f"{label} (AP {row['mAP']:.3f})")
+                  label=f"{label} (mAP {row['mAP']:.3f})")
         axes.axhline(row["chance_precision"], color=colour, ls=":", lw=1.2)
     axes.set(xlabel="recall", ylabel="interpolated precision", xlim=(0, 1), ylim=(0, 1.02),
              title="Precision-recall per label (dotted: chance)")
@@ -170,7 +170,7 @@ def retrieval_grid(query_records, database_records, similarities, excluded, path
                 spine.set_linewidth(4 if column else 1)
     figure.suptitle(f"Example retrievals: query, then top {k} "
                     f"(green frame: same label, red: other)", fontsize=10)
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, 0, 1, 0.97))  # room for the title above the first row
     figure.savefig(path, dpi=80)
     plt.close(figure)
     return path
