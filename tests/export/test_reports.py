@@ -70,7 +70,7 @@ def test_evaluate_writes_chance_per_label_and_example_grid(tiny_onnx, tiny_manif
 
     overall = png(out / "precision_recall.png")
     assert overall.shape == (480, 600, 3)
-    assert colour_pixels(overall, "#808080", 2) > 100, "no grey chance line"
+    assert colour_pixels(overall, "#808080", 2) > 250, "no grey chance line"  # ~80 without
     per_label = png(out / "precision_recall_per_label.png")
     assert per_label.shape == (504, 660, 3)
     for colour in ("#1f77b4", "#ff7f0e", "#2ca02c"):  # one curve per label (C0, C1, C2)
