@@ -102,3 +102,26 @@ def test_log_levels_and_one_line_per_event_with_the_instance(server):
     assert not [line for line in warnings if re.search(r"\{'|\['", line)], \
         "no Python dict or list dumped at warning level"
     assert _level(lines, "CBMIR: started; index generation") == {"W"}
+
+
+def test_a_model_without_its_json_runs_from_the_card_inside_it(make_server, tiny_model, tmp_path):
+    """`cbmir export` also writes the card into the ONNX file; the plugin falls back to it."""
+    import json
+    import shutil
+
+    pytest.importorskip("onnx", reason="the training extras write the embedded card")
+    from cbmir_train.onnx_export import embed_card
+
+    model = tmp_path / "alone" / "model.onnx"
+    model.parent.mkdir()
+    shutil.copy(tiny_model, model)
+    card = json.loads(tiny_model.with_suffix(".json").read_text())
+    embed_card(model, {**card, "version": "embedded-card-1"})
+    assert not model.with_suffix(".json").exists()
+    server = make_server("embedded-card", model=model)
+    status = server.status()
+    assert status["model"]["available"] and status["model"]["version"] == "embedded-card-1"
+    instance = server.upload(mr_image(np.arange(64 * 64, dtype=np.uint16).reshape(64, 64),
+                                      "EMBEDDED", generate_uid(), generate_uid()))["ID"]
+    server.wait_idle()
+    assert server.get(f"/cbmir/similar/{instance}").status_code == 200
