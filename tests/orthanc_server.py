@@ -49,7 +49,9 @@ class OrthancServer:
                  user: str = "cbmir", password: str = "cbmir-test-password",
                  arguments: list[str] | None = None):
         self.home = Path(home)
-        self.arguments = list(arguments or [])  # e.g. ["--verbose"]: info lines in the log
+        # --verbose by default: CBMIR logs routine events (an image indexed or skipped) at info
+        # level, which Orthanc prints only then; tests read those lines. [] for a quiet log.
+        self.arguments = ["--verbose"] if arguments is None else list(arguments)
         self.home.mkdir(parents=True, exist_ok=True)
         self.user, self.password = user, password
         self.http_port, self.dicom_port = free_port(), free_port()
