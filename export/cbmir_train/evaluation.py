@@ -35,8 +35,8 @@ def embed_records(model_path: str | Path, records: list[datasets.Record], batch_
 
     model, info = load_trained(model_path)
     inputs = datasets.load_inputs(records, info["config"]["input_size"], cache_dir, progress)
-    return embed_inputs(model, inputs, batch_size, progress=progress), {"model": str(model_path), "kind": "torch",
-                                                     "config": info["config"]}
+    vectors = embed_inputs(model, inputs, batch_size, progress=progress)
+    return vectors, {"model": str(model_path), "kind": "torch", "config": info["config"]}
 
 
 def score_splits(vectors: np.ndarray, records: list[datasets.Record], queries: list[str],

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from cbmir.cli import main
-from support.figshare_data import TINY_INPUT_SIZE, requires_figshare
+from support.figshare_data import requires_figshare
 
 pytestmark = requires_figshare
 PNG = b"\x89PNG\r\n\x1a\n"
