@@ -46,8 +46,12 @@ def free_port() -> int:
 class OrthancServer:
     def __init__(self, home: str | Path, model_path: str | Path | None = None,
                  cbmir: dict | None = None, overrides: dict | None = None,
-                 user: str = "cbmir", password: str = "cbmir-test-password"):
+                 user: str = "cbmir", password: str = "cbmir-test-password",
+                 arguments: list[str] | None = None):
         self.home = Path(home)
+        # --verbose by default: CBMIR logs routine events (an image indexed or skipped) at info
+        # level, which Orthanc prints only then; tests read those lines. [] for a quiet log.
+        self.arguments = ["--verbose"] if arguments is None else list(arguments)
         self.home.mkdir(parents=True, exist_ok=True)
         self.user, self.password = user, password
         self.http_port, self.dicom_port = free_port(), free_port()
@@ -86,7 +90,7 @@ class OrthancServer:
         config = self.render()
         env = dict(os.environ, PYTHONPATH=f"{REPO / 'plugin'}:{SITE_PACKAGES}")
         log = open(self.log_path, "ab")
-        self.process = subprocess.Popen([ORTHANC, str(config)], stdout=log, stderr=log,
+        self.process = subprocess.Popen([ORTHANC, *self.arguments, str(config)], stdout=log, stderr=log,
                                         env=env, cwd=self.home, start_new_session=True)
         log.close()
         deadline = time.monotonic() + timeout
@@ -172,9 +176,11 @@ class OrthancServer:
 
 
 @contextlib.contextmanager
-def running_server(home: str | Path, model_path: str | Path, cbmir: dict | None = None):
+def running_server(home: str | Path, model_path: str | Path, cbmir: dict | None = None,
+                   arguments: list[str] | None = None):
     """A started OrthancServer with TEST_CBMIR settings, stopped on exit (for fixtures)."""
-    server = OrthancServer(home, model_path=model_path, cbmir=cbmir or TEST_CBMIR)
+    server = OrthancServer(home, model_path=model_path, cbmir=cbmir or TEST_CBMIR,
+                           arguments=arguments)
     server.start()
     try:
         yield server

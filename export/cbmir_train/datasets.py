@@ -104,3 +104,36 @@ class LabelCodec:
 
     def __len__(self) -> int:
         return len(self.labels)
+
+
+def stratified_sample(records: list[Record], count: int, key=lambda r: r.label) -> list[Record]:
+    """At most `count` records with every stratum (label by default) kept in proportion.
+
+    Why: `--limit` makes small smoke or debugging runs; a plain prefix or even spacing
+    of a manifest sorted by label can drop a rare label altogether. Each stratum gets
+    its share by largest remainder (at least one while `count` allows), and within a
+    stratum the picks are evenly spaced, so they span patients; manifest order is kept.
+    """
+    if count <= 0 or count >= len(records):
+        return list(records)
+    strata: dict = {}
+    for position, record in enumerate(records):
+        strata.setdefault(key(record), []).append(position)
+    exact = {name: count * len(rows) / len(records) for name, rows in strata.items()}
+    share = {name: min(len(strata[name]), max(1 if count >= len(strata) else 0, int(value)))
+             for name, value in exact.items()}
+    by_remainder = sorted(strata, key=lambda name: (exact[name] - int(exact[name]), name),
+                          reverse=True)
+    while sum(share.values()) > count:  # the "at least one" rule overshot: trim the largest
+        largest = max(share, key=lambda name: (share[name], name))
+        share[largest] -= 1
+    for name in by_remainder * 2:
+        if sum(share.values()) >= count:
+            break
+        if share[name] < len(strata[name]):
+            share[name] += 1
+    chosen = []
+    for name, rows in strata.items():
+        spacing = len(rows) / share[name] if share[name] else 0
+        chosen += [rows[int(i * spacing)] for i in range(share[name])]
+    return [records[i] for i in sorted(chosen)]

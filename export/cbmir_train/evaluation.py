@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from . import datasets
 from .metrics import retrieval_metrics
@@ -24,16 +25,18 @@ def embed_records(model_path: str | Path, records: list[datasets.Record], batch_
 
         embedder = Embedder(model_path, threads=threads)
         inputs = datasets.load_inputs(records, embedder.input_size, cache_dir, progress)
+        starts = tqdm(range(0, len(inputs), batch_size), desc="embed", unit="batch",
+                      disable=not progress)
         vectors = np.concatenate([embedder.embed_inputs(inputs[i:i + batch_size])
-                                  for i in range(0, len(inputs), batch_size)] or
+                                  for i in starts] or
                                  [np.zeros((0, embedder.dim), np.float32)])
         return vectors, {"model": str(model_path), "kind": "onnx", "card": embedder.card}
     from .inference import embed_inputs, load_trained
 
     model, info = load_trained(model_path)
     inputs = datasets.load_inputs(records, info["config"]["input_size"], cache_dir, progress)
-    return embed_inputs(model, inputs, batch_size), {"model": str(model_path), "kind": "torch",
-                                                     "config": info["config"]}
+    vectors = embed_inputs(model, inputs, batch_size, progress=progress)
+    return vectors, {"model": str(model_path), "kind": "torch", "config": info["config"]}
 
 
 def score_splits(vectors: np.ndarray, records: list[datasets.Record], queries: list[str],
@@ -67,6 +70,13 @@ def markdown_summary(result: dict, title: str = "Retrieval evaluation") -> str:
     for label, row in rows:
         lines.append(f"| {label} | {row['queries']} | {row['mAP']:.4f} | {row['P@1']:.4f} | "
                      f"{row['P@5']:.4f} | {row['P@10']:.4f} |")
+    if "chance_precision" in result:
+        lines += ["", f"Chance (a random ranking's precision): {result['chance_precision']:.4f} "
+                      "overall; " + ", ".join(f"{label} {row['chance_precision']:.4f}"
+                                              for label, row in result["per_label"].items()
+                                              if "chance_precision" in row) + ".",
+                  "", "Figures: precision_recall.png (with the chance line), "
+                      "precision_recall_per_label.png, example_retrievals.png, embedding_map.png."]
     return "\n".join(lines) + "\n"
 
 
@@ -84,23 +94,13 @@ def two_d_map(vectors: np.ndarray, method: str = "pca", seed: int = 0) -> np.nda
 
 def save_plots(result: dict, vectors: np.ndarray, labels: list[str], out: Path,
                map_method: str = "pca") -> list[Path]:
-    """precision_recall.png and embedding_map.png in `out`."""
+    """embedding_map.png in `out` (the precision-recall figures: report_plots)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     paths = []
-    figure, axes = plt.subplots(figsize=(5, 4))
-    axes.plot(result["pr_curve"]["recall"], result["pr_curve"]["precision"], lw=2)
-    axes.set(xlabel="recall", ylabel="interpolated precision", xlim=(0, 1), ylim=(0, 1.02),
-             title=f"Precision-recall (mAP {result['mAP']:.3f})")
-    axes.grid(alpha=0.3)
-    figure.tight_layout()
-    paths.append(out / "precision_recall.png")
-    figure.savefig(paths[-1], dpi=120)
-    plt.close(figure)
-
     points = two_d_map(vectors, map_method)
     figure, axes = plt.subplots(figsize=(5.5, 4.5))
     for label in sorted(set(labels)):
@@ -117,17 +117,24 @@ def save_plots(result: dict, vectors: np.ndarray, labels: list[str], out: Path,
 
 def evaluate(model_path: str | Path, manifest: str | Path, queries: list[str],
              database: list[str], out: str | Path, cache_dir=None, map_method: str = "pca",
-             threads: int = 0, progress: bool = True) -> dict:
-    """The whole `cbmir evaluate`: embed, score, write evaluation.json/.md and PNG plots."""
+             threads: int = 0, progress: bool = True, limit: int = 0) -> dict:
+    """The whole `cbmir evaluate`: embed, score, write evaluation.json/.md and PNG plots.
+    `limit`: evaluate N images only, stratified by (split, label) (smoke runs)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     records = datasets.select(datasets.read_manifest(manifest), sorted(set(queries + database)))
+    records = datasets.stratified_sample(records, limit, key=lambda r: (r.split, r.label))
     vectors, model_info = embed_records(model_path, records, cache_dir=cache_dir, threads=threads,
                                         progress=progress)
     result = score_splits(vectors, records, queries, database)
     result["model"] = str(model_path)
     result["model_info"] = {k: v for k, v in model_info.items() if k != "model"}
     result["manifest"] = str(manifest)
+    if limit:
+        result["limit"] = limit
+    from .report_plots import evaluation_figures
+
+    evaluation_figures(vectors, records, result, out, progress)  # adds chance, per-label curves
     (out / "evaluation.json").write_text(json.dumps(result, indent=2))
     (out / "evaluation.md").write_text(markdown_summary(result))
     save_plots(result, vectors, [r.label for r in records], out, map_method)

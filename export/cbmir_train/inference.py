@@ -45,12 +45,16 @@ def load_trained(path: str | Path) -> tuple[RetrievalNet, dict]:
 
 @torch.no_grad()
 def embed_inputs(model: RetrievalNet, inputs: np.ndarray, batch_size: int = 64,
-                 device: str | torch.device = "cpu") -> np.ndarray:
+                 device: str | torch.device = "cpu", progress: bool = False) -> np.ndarray:
     """(N, 1, S, S) preprocessed inputs -> (N, D) float32 unit vectors, in fp32."""
+    from tqdm import tqdm
+
     device = torch.device(device)
     model = model.to(device).eval()
+    starts = tqdm(range(0, len(inputs), batch_size), desc="embed", unit="batch",
+                  disable=not progress, leave=False)
     outputs = [model(torch.from_numpy(np.ascontiguousarray(inputs[i:i + batch_size])).to(device))
-               .float().cpu().numpy() for i in range(0, len(inputs), batch_size)]
+               .float().cpu().numpy() for i in starts]
     if not outputs:
         return np.zeros((0, model.dim), dtype=np.float32)
     return np.concatenate(outputs).astype(np.float32)

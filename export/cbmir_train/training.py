@@ -13,6 +13,7 @@ import platform
 import random
 import time
 import warnings
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -51,7 +52,7 @@ class TrainConfig:
     precision: str = "auto"  # auto | fp32 | bf16
     threads: int = 0
     cache_dir: str | None = None
-    limit: int = 0  # use only the first N training images (tests, smoke runs)
+    limit: int = 0  # use only N training images, stratified by label (tests, smoke runs)
     progress: bool = True
     precise_bn: bool = True  # re-estimate BatchNorm statistics on un-augmented inputs at the end
 
@@ -89,7 +90,7 @@ def hardware_description(device: torch.device) -> str:
 
 @torch.no_grad()
 def recalibrate_batchnorm(model: torch.nn.Module, inputs: torch.Tensor, device: torch.device,
-                          batch_size: int = 64) -> None:
+                          batch_size: int = 64, progress: bool = False) -> None:
     """Exact BatchNorm statistics over `inputs` ("precise BN").
 
     Running averages collected during training describe augmented batches of
@@ -101,7 +102,8 @@ def recalibrate_batchnorm(model: torch.nn.Module, inputs: torch.Tensor, device: 
         norm.reset_running_stats()
         norm.momentum = None  # cumulative average over the batches below
     model.train()
-    for start in range(0, len(inputs), batch_size):
+    for start in tqdm(range(0, len(inputs), batch_size), desc="precise BN", unit="batch",
+                      disable=not progress):
         model(inputs[start:start + batch_size].to(device).contiguous(
             memory_format=torch.channels_last))
     for norm, momentum in zip(norms, saved):
@@ -128,9 +130,8 @@ def fit(config: TrainConfig, resume: bool = False) -> dict:
     records = datasets.read_manifest(config.manifest)
     train_records = datasets.select(records, config.train_splits)
     if config.limit and config.limit < len(train_records):
-        # Evenly spaced, so a small subset still holds every label of a sorted manifest.
-        spacing = len(train_records) / config.limit
-        train_records = [train_records[int(i * spacing)] for i in range(config.limit)]
+        # Stratified by label, evenly spaced within each: a small subset keeps every label.
+        train_records = datasets.stratified_sample(train_records, config.limit)
     val_records = datasets.select(records, config.val_splits) if config.val_splits else []
     codec = datasets.LabelCodec([r.label for r in train_records])
     train_inputs = torch.from_numpy(datasets.load_inputs(
@@ -200,7 +201,7 @@ def fit(config: TrainConfig, resume: bool = False) -> dict:
                  "images_per_s": round(steps_per_epoch * config.batch_size / seconds, 1),
                  "gem_p": round(float(model.pool.p.detach()), 4)}
         if val_inputs is not None:
-            vectors = embed_inputs(model, val_inputs, device=device)
+            vectors = embed_inputs(model, val_inputs, device=device, progress=config.progress)
             keys = [r.key for r in val_records]
             scores = retrieval_metrics(vectors, [r.label for r in val_records], vectors,
                                        [r.label for r in val_records], keys, keys,
@@ -218,12 +219,17 @@ def fit(config: TrainConfig, resume: bool = False) -> dict:
 
     summary = {"config": asdict(config), "labels": codec.labels, "history": history,
                "train_images": len(train_records), "train_seconds": round(elapsed, 1),
+               "train_label_counts": dict(sorted(Counter(r.label for r in train_records).items())),
                "device": str(device), "hardware": hardware_description(device),
                "bf16_autocast": bf16, "preprocess_version": PREPROCESS_VERSION,
                "torch": torch.__version__}
     if config.precise_bn and history:
-        recalibrate_batchnorm(model, train_inputs, device)
+        recalibrate_batchnorm(model, train_inputs, device, progress=config.progress)
     model = model.to(memory_format=torch.contiguous_format)
     _save(out / MODEL_FILE, {"model": model.state_dict(), **summary})
     (out / "train.json").write_text(json.dumps(summary, indent=2))
+    if history:
+        from .report_plots import training_curves
+
+        training_curves(history, out / "training_curves.png")
     return summary

@@ -46,7 +46,7 @@ class ChangeFollower:
     def on_deleted(self, level: str, resource: str) -> None:
         removed = self.engine.delete(level, resource)
         if removed:
-            self.engine.log(f"CBMIR: {level} {resource} deleted, {removed} vector(s) removed")
+            self.engine.log.info(f"CBMIR: {level} {resource} deleted, {removed} vector(s) removed")
 
     def reconcile(self, list_instances) -> int:
         """Drop stored instances that Orthanc no longer has; returns how many."""
@@ -55,7 +55,7 @@ class ChangeFollower:
         for instance in gone:
             self.engine.delete("instance", instance)
         if gone:
-            self.engine.log(f"CBMIR: {len(gone)} instance(s) deleted while CBMIR was off: removed")
+            self.engine.log.info(f"CBMIR: {len(gone)} instance(s) deleted while CBMIR was off: removed")
         return len(gone)
 
     def _run(self) -> None:
@@ -63,13 +63,13 @@ class ChangeFollower:
         try:
             self.reconcile(self.list_instances)
         except Exception as error:
-            self.engine.log(f"CBMIR: start-up reconciliation failed: {error!r}")
+            self.engine.log.error(f"CBMIR: start-up reconciliation failed: {error!r}")
         while not queue.stopped:
             try:
                 self.poll()
                 self.caught_up.set()
             except Exception as error:  # Orthanc busy or shutting down: try again later
-                self.engine.log(f"CBMIR: change follower error: {error!r}")
+                self.engine.log.warning(f"CBMIR: change follower error: {error!r}")
             self.wake.wait(self.engine.config.catch_up_seconds)
             self.wake.clear()
 

@@ -16,6 +16,7 @@ from .preprocess import PREPROCESS_VERSION, preprocess_batch
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "embedding"
+CARD_METADATA_KEY = "cbmir_model_card"  # the card's JSON inside the ONNX metadata_props
 
 
 class ModelUnavailable(RuntimeError):
@@ -26,12 +27,32 @@ def card_path_for(model_path: str | os.PathLike) -> Path:
     return Path(model_path).with_suffix(".json")
 
 
-def load_card(model_path: str | os.PathLike) -> dict:
-    path = card_path_for(model_path)
-    if not path.is_file():
-        raise ModelUnavailable(f"model card {path} not found beside the model")
+def card_from_onnx(model_path: str | os.PathLike) -> str | None:
+    """The card JSON text stored in the ONNX file's metadata_props, None if absent.
+    Read through onnxruntime (the plugin has no `onnx` package); only used when the JSON
+    beside the model is missing, so the extra session costs nothing in the usual case."""
+    import onnxruntime as ort
+
     try:
-        card = json.loads(path.read_text())
+        session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    except Exception:  # noqa: BLE001 - not a loadable model: say the card is missing
+        return None
+    return session.get_modelmeta().custom_metadata_map.get(CARD_METADATA_KEY)
+
+
+def load_card(model_path: str | os.PathLike) -> dict:
+    """The JSON beside the model (MODEL.json) wins; else the copy inside the ONNX file."""
+    path = card_path_for(model_path)
+    if path.is_file():
+        text = path.read_text()
+    else:
+        text = card_from_onnx(model_path) if Path(model_path).is_file() else None
+        if text is None:
+            raise ModelUnavailable(f"model card {path} not found beside the model, nor "
+                                   f"inside {Path(model_path).name}")
+        path = Path(f"{model_path} (metadata_props {CARD_METADATA_KEY})")
+    try:
+        card = json.loads(text)
     except json.JSONDecodeError as error:
         raise ModelUnavailable(f"model card {path} is not valid JSON: {error}") from error
     for key in ("embedding_dim", "input_size", "preprocess_version"):

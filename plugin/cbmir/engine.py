@@ -13,6 +13,8 @@ import threading
 from .config import Config
 from .embed import Embedder, ModelUnavailable
 from .index import VectorIndex
+from .logs import Log
+from .metrics import Latencies
 from .store import Store
 from .workqueue import WorkQueue
 
@@ -20,7 +22,8 @@ from .workqueue import WorkQueue
 class Engine:
     def __init__(self, config: Config, log=print):
         self.config = config
-        self.log = log
+        self.log = Log.wrap(log)  # .info/.warning/.error (see logs.py)
+        self.latency = Latencies()  # embed and query durations (metrics.py)
         self.store = Store(config.index_directory)
         self.queue = WorkQueue()
         self.embedder: Embedder | None = None
@@ -49,13 +52,13 @@ class Engine:
         try:
             self.embedder = Embedder(c.model_path, threads=c.threads, device=c.device)
             self.model_error = None
-            self.log(f"CBMIR: model {c.model_path} v{self.embedder.version} "
-                     f"dim {self.embedder.dim} on {self.embedder.providers}")
+            self.log.info(f"CBMIR: model {c.model_path} v{self.embedder.version} "
+                          f"dim {self.embedder.dim} on {', '.join(self.embedder.providers)}")
             return True
         except ModelUnavailable as error:
             self.embedder = None
             self.model_error = str(error)
-            self.log(f"CBMIR: model unavailable, queries answer 503: {error}")
+            self.log.error(f"CBMIR: model unavailable, queries answer 503: {error}")
             return False
 
     def worker_embedder(self) -> Embedder | None:
@@ -102,10 +105,10 @@ class Engine:
     def _rebuild(self, index: VectorIndex) -> None:
         try:
             index.rebuild(self.store)
-            self.log(f"CBMIR: rebuilt Annoy index ({index.describe()['built']} vectors, "
-                     f"{index.last_build_seconds} s)")
+            self.log.info(f"CBMIR: rebuilt Annoy index ({index.describe()['built']} vectors, "
+                          f"{index.last_build_seconds} s)")
         except Exception as error:  # the fresh tier keeps answering
-            self.log(f"CBMIR: index rebuild failed: {error!r}")
+            self.log.error(f"CBMIR: index rebuild failed: {error!r}")
 
     def delete(self, level: str, orthanc_id: str) -> int:
         """Remove a deleted resource from the store and every index; counted in status once
@@ -160,10 +163,10 @@ class Engine:
             old.discard_files()
             self.reindex_progress = {"running": False, "generation": target.generation,
                                      "total": len(instances), "done": len(instances)}
-            self.log(f"CBMIR: re-index done, generation {target.generation} answers")
+            self.log.info(f"CBMIR: re-index done, generation {target.generation} answers")
         except Exception as error:
             self.reindex_progress["error"] = repr(error)
-            self.log(f"CBMIR: re-index failed: {error!r}")
+            self.log.error(f"CBMIR: re-index failed: {error!r}")
             with self._lock:
                 self.target = None
 
@@ -179,6 +182,7 @@ class Engine:
                 "skipped": counts["skipped"], "deletions": self.deletions_done,
                 "model": model,
                 "index": self.active.describe(), "reindex": dict(self.reindex_progress),
+                "latency": self.latency.describe(),
                 "checkpoint": int(self.store.get_state("changes_checkpoint", "0")),
                 "recent_failures": self.store.recent_failures(5),
                 "config": {"modalities": list(self.config.modalities),

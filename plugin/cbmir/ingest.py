@@ -129,7 +129,8 @@ class Ingestor:
             try:
                 self.process(batch)
             except Exception as error:  # never let the worker die
-                engine.log(f"CBMIR: worker error on {len(batch)} instance(s): {error!r}")
+                engine.log.error(f"CBMIR: worker error on {len(batch)} instance(s) "
+                                 f"{' '.join(i for i, _ in batch)}: {error!r}")
             finally:
                 engine.queue.done([instance for instance, _ in batch])
 
@@ -156,11 +157,11 @@ class Ingestor:
                 continue
             except Skip as reason:
                 engine.store.reject(instance, "skipped", str(reason), meta)
-                engine.log(f"CBMIR: skipped {instance}: {reason}")
+                engine.log.info(f"CBMIR: skipped {instance}: {reason}")
                 continue
             except Exception as error:
                 engine.store.reject(instance, "failed", f"{type(error).__name__}: {error}", meta)
-                engine.log(f"CBMIR: failed {instance}: {error}")
+                engine.log.error(f"CBMIR: failed {instance}: {type(error).__name__}: {error}")
                 continue
             for frame_number, model_input in enumerate(prepared):
                 records.append(Record(instance=instance, frame=frame_number,
@@ -168,11 +169,12 @@ class Ingestor:
                 inputs.append(model_input)
         if not records:
             return
-        vectors = []
+        vectors, embed_began = [], time.perf_counter()
         for start in range(0, len(inputs), self.config.batch_size):
             vectors.append(embedder.embed_inputs(
                 np.stack(inputs[start:start + self.config.batch_size])))
         vectors = np.concatenate(vectors)
+        engine.latency.record("embed", time.perf_counter() - embed_began, len(inputs))
         for record, vector in zip(records, vectors):
             record.vector = vector
             record.model_version = embedder.version
@@ -183,6 +185,8 @@ class Ingestor:
         if engine.store.deletions != deletions:
             self.drop_deleted_meanwhile({r.instance for r in records})
         self.processed += len({r.instance for r in records})
+        for instance in dict.fromkeys(r.instance for r in records):
+            engine.log.info(f"CBMIR: indexed {instance} (generation {generation})")
         self.seconds += time.monotonic() - started
 
     def drop_deleted_meanwhile(self, instances: set[str]) -> None:
@@ -271,10 +275,14 @@ def orthanc_ids(dataset) -> dict:
 def _file_stamp(path) -> tuple | None:
     """(mtime, size) of the model and its card, None while the model is missing."""
     try:
-        model, card = os.stat(path), os.stat(os.path.splitext(path)[0] + ".json")
+        model = os.stat(path)
     except OSError:
         return None
-    return model.st_mtime, model.st_size, card.st_mtime
+    try:  # the card may live inside the ONNX file only (embed.load_card)
+        card_mtime = os.stat(os.path.splitext(path)[0] + ".json").st_mtime
+    except OSError:
+        card_mtime = None
+    return model.st_mtime, model.st_size, card_mtime
 
 
 class _Gone(Exception):

@@ -14,12 +14,16 @@ from .catchup import ChangeFollower
 from .config import ConfigError, load_config
 from .engine import Engine
 from .ingest import Ingestor
+from .logs import Log, describe_index
+from .metrics import MetricsPublisher
+from .openapi import register_openapi_route
 
 
 # The orthanc-python API this package uses; checked against the real module at start-up
 # (status "sdk_missing") and against the unit tests' fakes, so a fake cannot drift.
 SDK_NAMES = {
-    "orthanc": ["GetConfiguration", "LogWarning", "LogError", "RegisterOnChangeCallback",
+    "orthanc": ["GetConfiguration", "LogInfo", "LogWarning", "LogError", "SetMetricsValue",
+                "MetricsType", "RegisterOnChangeCallback",
                 "RegisterRestCallback", "RestApiGet", "RestApiPost", "GetDicomForInstance",
                 "DecodeDicomImage", "OrthancException", "ChangeType", "ResourceType",
                 "PixelFormat"],
@@ -44,7 +48,7 @@ def resource_levels(orthanc) -> dict:
 
 
 def register(orthanc) -> dict:
-    log = orthanc.LogWarning
+    log = Log.from_orthanc(orthanc)  # .info / .warning / .error
     LEVELS = resource_levels(orthanc)  # noqa: N806 - a constant for this registration
     try:
         config = load_config(json.loads(orthanc.GetConfiguration()))
@@ -57,7 +61,8 @@ def register(orthanc) -> dict:
         orthanc.LogError(f"CBMIR: this orthanc-python lacks {engine.sdk_missing}")
     ingestor = Ingestor(orthanc, engine)
     follower = ChangeFollower(orthanc, engine, lambda: routes.list_instances(orthanc))
-    state = {"engine": engine, "ingestor": ingestor, "follower": follower}
+    metrics = MetricsPublisher(orthanc, engine, period=config.catch_up_seconds)
+    state = {"engine": engine, "ingestor": ingestor, "follower": follower, "metrics": metrics}
 
     def on_started():
         engine.load_model()
@@ -67,18 +72,20 @@ def register(orthanc) -> dict:
         if resume and resume != engine.active.generation:
             engine.start_reindex(lambda: routes.list_instances(orthanc), resume_generation=resume)
         elif engine.model_changed():
-            log("CBMIR: the model changed since the index was built: re-indexing")
+            log.warning("CBMIR: the model changed since the index was built: re-indexing")
             engine.start_reindex(lambda: routes.list_instances(orthanc))
         else:  # a large fresh tier at start (lost Annoy file, crash before a rebuild) would
             engine.maybe_rebuild(engine.active)  # otherwise wait for the next stored image
         engine.started = True
-        log(f"CBMIR: started; index {engine.active.describe()}")
+        metrics.start()  # values set before ORTHANC_STARTED are dropped by Orthanc
+        log.warning(f"CBMIR: started; index {describe_index(engine.active.describe())}")
 
     def on_stopped():
         engine.queue.stop()
+        metrics.stop()
         follower.join(5)
         ingestor.join(15)
-        log("CBMIR: stopped")
+        log.warning("CBMIR: stopped")
 
     def OnChange(change_type, level, resource_id):
         try:
@@ -100,19 +107,28 @@ def register(orthanc) -> dict:
         except Exception as error:  # never let a callback take Orthanc down
             orthanc.LogError(f"CBMIR: change callback failed: {error!r}")
 
+    def timed(handler):
+        """Successful answers count in the query latency metric."""
+        def run():
+            with engine.latency.timer("query"):
+                return handler()
+        return run
+
     def Similar(output, uri, **request):
-        routes.answer(output, request, "GET", lambda: routes.similar(
-            orthanc, engine, request["groups"][0], request.get("get") or {}), log)
+        routes.answer(output, request, "GET", timed(lambda: routes.similar(
+            orthanc, engine, request["groups"][0], request.get("get") or {})), log.error)
 
     def Query(output, uri, **request):
-        routes.answer(output, request, "POST", lambda: routes.query_upload(
-            orthanc, engine, request.get("headers") or {}, request.get("body") or b""), log)
+        routes.answer(output, request, "POST", timed(lambda: routes.query_upload(
+            orthanc, engine, request.get("headers") or {}, request.get("body") or b"")),
+            log.error)
 
     def Status(output, uri, **request):
-        routes.answer(output, request, "GET", lambda: routes.status(engine, ingestor), log)
+        routes.answer(output, request, "GET", lambda: routes.status(engine, ingestor), log.error)
 
     def Reindex(output, uri, **request):
-        routes.answer(output, request, "POST", lambda: routes.reindex(orthanc, engine), log)
+        routes.answer(output, request, "POST", lambda: routes.reindex(orthanc, engine),
+                      log.error)
 
     orthanc.RegisterOnChangeCallback(OnChange)
     orthanc.RegisterRestCallback("/cbmir/similar/([^/]+)", Similar)
@@ -122,9 +138,10 @@ def register(orthanc) -> dict:
 
     def Thumbnail(output, uri, **request):
         thumbnails.answer(output, request, lambda: thumbnails.thumbnail(
-            orthanc, engine, request["groups"][0], request.get("get") or {}), log)
+            orthanc, engine, request["groups"][0], request.get("get") or {}), log.error)
 
     orthanc.RegisterRestCallback("/cbmir/thumbnail/([^/]+)", Thumbnail)
+    register_openapi_route(orthanc, log.error)
     try:
         from .static_routes import register_static_routes
     except ImportError:
@@ -134,5 +151,5 @@ def register(orthanc) -> dict:
             register_static_routes(orthanc, config)
         except Exception as error:  # a broken viewer must not keep the PACS from starting
             orthanc.LogError(f"CBMIR: viewer routes not registered: {error!r}")
-    log(f"CBMIR: plugin registered (index directory {config.index_directory})")
+    log.info(f"CBMIR: plugin registered (index directory {config.index_directory})")
     return state

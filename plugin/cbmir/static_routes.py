@@ -149,5 +149,5 @@ def register_static_routes(orthanc, config) -> Path | None:
     orthanc.RegisterRestCallback(PREFIX + "/(.*)", serve)
     if hasattr(orthanc, "ExtendOrthancExplorer"):
         orthanc.ExtendOrthancExplorer(explorer_script())
-    orthanc.LogWarning(f"CBMIR: OHIF viewer served from {root} at {PREFIX}/")
+    orthanc.LogInfo(f"CBMIR: OHIF viewer served from {root} at {PREFIX}/")
     return root

@@ -102,6 +102,9 @@ class FakeOrthanc:
     def LogWarning(self, text):
         self.logs.append(text)
 
+    def LogInfo(self, text):
+        self.logs.append(text)
+
 
 def _call(orthanc, regex, uri, method="GET", groups=()):
     output = FakeOutput()

@@ -16,13 +16,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--map", choices=("pca", "tsne"), default="pca", help="2-D embedding map")
     parser.add_argument("--cache-dir", help="reuse preprocessed inputs kept here")
     parser.add_argument("--threads", type=int, default=0, help="onnxruntime threads (0 = default)")
+    parser.add_argument("--limit", type=int, default=0,
+                        help="evaluate N images only, stratified by split and label (smoke runs)")
     parser.add_argument("--quiet", action="store_true")
 
 
 def run(args: argparse.Namespace) -> int:
     result = evaluate(args.model, args.manifest, parse_splits(args.queries),
                       parse_splits(args.database), args.out, cache_dir=args.cache_dir,
-                      map_method=args.map, threads=args.threads, progress=not args.quiet)
+                      map_method=args.map, threads=args.threads, progress=not args.quiet,
+                      limit=args.limit)
     print(f"mAP {result['mAP']:.4f}  P@1 {result['P@1']:.4f}  P@5 {result['P@5']:.4f}  "
           f"P@10 {result['P@10']:.4f}  ({result['queries']} queries, {result['database']} database)"
           f" -> {args.out}")

@@ -15,11 +15,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--version", help="model version (default: ONNX file stem)")
     parser.add_argument("--training-data", help="text for the card (default: manifest and splits)")
     parser.add_argument("--metrics", help="JSON file whose content goes into the card's metrics")
+    parser.add_argument("--evaluation", help="evaluation.json (or its folder) from `cbmir evaluate` "
+                        "to put in the card (default: RUN/evaluation.json when present)")
 
 
 def run(args: argparse.Namespace) -> int:
     metrics = json.loads(Path(args.metrics).read_text()) if args.metrics else {}
     path, _ = export_run(args.checkpoint, args.out, name=args.name, version=args.version,
-                         training_data=args.training_data, metrics=metrics)
-    print(f"wrote {path} and {path.with_suffix('.json')}")
+                         training_data=args.training_data, metrics=metrics,
+                         evaluation=args.evaluation)
+    print(f"wrote {path} and {path.with_suffix('.json')} (the card is also inside the ONNX file)")
     return 0

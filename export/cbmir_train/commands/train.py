@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     parser.add_argument("--cache-dir", help="keep preprocessed inputs here between runs")
-    parser.add_argument("--limit", type=int, default=0, help="train on N evenly spaced images only")
+    parser.add_argument("--limit", type=int, default=0, help="train on N images only, stratified by label")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 

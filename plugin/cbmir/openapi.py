@@ -1,0 +1,30 @@
+"""GET /cbmir/openapi.json: the OpenAPI 3.1 description of the CBMIR REST API.
+
+Why a file kept in the package (openapi.json) and not generated: it is the
+contract clients code against, reviewed as a document; tests/plugin/test_openapi.py
+validates it (openapi-spec-validator) and checks every route's real answers
+against it, so it cannot drift from the code. Plain JSON: no YAML parser at run time.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .routes import send_json
+
+SPEC_PATH = Path(__file__).with_name("openapi.json")
+ROUTE = "/cbmir/openapi.json"
+
+
+def register_openapi_route(orthanc, log_error) -> None:
+    def OpenApi(output, uri, **request):  # noqa: N802 - Orthanc callback naming
+        try:
+            if request.get("method") != "GET":
+                output.SendMethodNotAllowed("GET")
+                return
+            output.AnswerBuffer(SPEC_PATH.read_bytes(), "application/json")
+        except Exception as error:  # a missing file must not take Orthanc down
+            log_error(f"CBMIR: {ROUTE} failed: {error!r}")
+            send_json(output, 500, {"error": f"cannot read {SPEC_PATH.name}: {error}",
+                                    "status": 500})
+
+    orthanc.RegisterRestCallback(ROUTE, OpenApi)
