@@ -5,13 +5,18 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 SYSTEM_PYTHON := /usr/bin/python3
 
-.PHONY: run test bench system-deps system-deps-test venv venv-train viewer benchmark-figshare clean
+.PHONY: run test docs-screenshot bench system-deps system-deps-test venv venv-train viewer benchmark-figshare clean
 
 run: system-deps venv viewer
 	scripts/run.sh
 
 test: system-deps-test venv-train viewer
 	$(PY) -m pytest -ra $(PYTEST_ARGS)
+
+# Refresh the README's screenshot (docs/images/similar-cases-panel.png) with the viewer's end-to-end
+# test; `make test` writes its screenshot to the git-ignored tests/artifacts/ instead.
+docs-screenshot: system-deps-test venv-train viewer
+	CBMIR_SCREENSHOT=$(CURDIR)/docs/images/similar-cases-panel.png $(PY) -m pytest -ra tests/viewer/test_viewer_e2e.py
 
 system-deps:
 	scripts/install-system.sh run
