@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 SYSTEM_PYTHON := /usr/bin/python3
 
-.PHONY: run test docs-screenshot bench system-deps system-deps-test venv venv-train viewer benchmark-figshare clean
+.PHONY: run test docs-screenshot model-reference bench system-deps system-deps-test venv venv-train viewer benchmark-figshare clean
 
 run: system-deps venv viewer
 	scripts/run.sh
@@ -32,6 +32,11 @@ $(VENV)/.runtime-ok: pyproject.toml
 	touch $@
 
 venv: $(VENV)/.runtime-ok
+
+# Record the shipped model's vectors for the reference images (models/default.reference.json,
+# checked by tests/unit/test_default_model.py): run it and commit the file with every new model.
+model-reference: venv
+	PYTHONPATH=plugin:tests $(PY) -m support.model_reference --write
 
 # Training extras (torch CPU, onnx, matplotlib, scikit-learn) on top of the runtime.
 $(VENV)/.train-ok: $(VENV)/.runtime-ok
