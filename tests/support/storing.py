@@ -24,8 +24,10 @@ FILLER_LABEL = "filler"
 class Storing:
     """Uploads from `threads` threads back to back (gaps far below the pacer's 150 ms window)."""
 
-    def __init__(self, server, patient: str = "FILLER", threads: int = 3, wait_up: bool = False):
+    def __init__(self, server, patient: str = "FILLER", threads: int = 3, wait_up: bool = False,
+                 modality: str = "MR"):
         self.server, self.patient, self.threads, self.wait_up = server, patient, threads, wait_up
+        self.modality = modality  # e.g. "CT": arrivals that are never indexed, never a result
         self.ids: list[str] = []
         self.errors: list[str] = []
         self._stop = threading.Event()
@@ -43,7 +45,7 @@ class Storing:
             count += 1
             data = mr_image((rng.random((32, 32)) * 1000).astype(np.uint16),
                             f"{self.patient}-{number}", study, series, label=FILLER_LABEL,
-                            instance_number=count)
+                            instance_number=count, modality=self.modality)
             try:
                 response = session.post(self.server.url + "/instances", data=data, timeout=30,
                                         headers={"Content-Type": "application/dicom"})
@@ -80,9 +82,10 @@ class Storing:
 
 
 @contextlib.contextmanager
-def keep_storing(server, patient: str = "FILLER", threads: int = 3, wait_up: bool = False):
+def keep_storing(server, patient: str = "FILLER", threads: int = 3, wait_up: bool = False,
+                 modality: str = "MR"):
     """`with keep_storing(server) as storing:` uploads continuously until the block ends."""
-    storing = Storing(server, patient, threads, wait_up).start()
+    storing = Storing(server, patient, threads, wait_up, modality).start()
     try:
         yield storing
     finally:
