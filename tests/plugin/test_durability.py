@@ -64,8 +64,8 @@ def test_kill_9_during_ingest_then_restart_indexes_every_image_exactly_once(make
     rows = stored_rows(server)
     assert {r[0] for r in rows} == set(instances), "an image stored in Orthanc is not indexed"
     # exactly once: as many store rows, index entries and indexed frames as Orthanc has
-    # (single-frame) instances; the store's UNIQUE constraint alone would not show an index
-    # that holds a vector twice or a row that never reached the index
+    # (single-frame) instances; the store's UNIQUE constraint alone would not show a row that
+    # never reached the index, or an index entry left without its row
     assert len(rows) == status["index"]["size"] == status["indexed_frames"] == len(instances)
     assert status["indexed"] == len(instances) and status["failed"] == 0
 
