@@ -153,3 +153,14 @@ def test_similar_cases_panel_end_to_end(viewer_orthanc, labelled_studies, not_in
     assert seen["explorer"]["openedUrl"].endswith(f"/ohif/viewer?StudyInstanceUIDs={query_study}")
     assert not seen["pageErrors"], seen["pageErrors"]
     assert SCREENSHOT.is_file() and SCREENSHOT.stat().st_size > 10_000
+
+
+def test_the_screenshot_of_a_test_run_goes_to_an_ignored_folder():
+    """`make test` must leave the checkout clean: only `make docs-screenshot` (which sets
+    CBMIR_SCREENSHOT) writes the tracked docs/images/similar-cases-panel.png."""
+    if "CBMIR_SCREENSHOT" in os.environ:
+        pytest.skip("CBMIR_SCREENSHOT is set (make docs-screenshot)")
+    ignored = subprocess.run(["git", "check-ignore", "-q", str(SCREENSHOT)], cwd=REPO)
+    if ignored.returncode == 128:
+        pytest.skip("not a git checkout")
+    assert ignored.returncode == 0, f"{SCREENSHOT} is not git-ignored"
