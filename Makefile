@@ -5,13 +5,18 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 SYSTEM_PYTHON := /usr/bin/python3
 
-.PHONY: run test bench system-deps system-deps-test venv venv-train viewer benchmark-figshare clean
+.PHONY: run test docs-screenshot model-reference bench system-deps system-deps-test venv venv-train viewer benchmark-figshare clean
 
 run: system-deps venv viewer
 	scripts/run.sh
 
 test: system-deps-test venv-train viewer
 	$(PY) -m pytest -ra $(PYTEST_ARGS)
+
+# Refresh the README's screenshot (docs/images/similar-cases-panel.png) with the viewer's end-to-end
+# test; `make test` writes its screenshot to the git-ignored tests/artifacts/ instead.
+docs-screenshot: system-deps-test venv-train viewer
+	CBMIR_SCREENSHOT=$(CURDIR)/docs/images/similar-cases-panel.png $(PY) -m pytest -ra tests/viewer/test_viewer_e2e.py
 
 system-deps:
 	scripts/install-system.sh run
@@ -27,6 +32,11 @@ $(VENV)/.runtime-ok: pyproject.toml
 	touch $@
 
 venv: $(VENV)/.runtime-ok
+
+# Record the shipped model's vectors for the reference images (models/default.reference.json,
+# checked by tests/unit/test_default_model.py): run it and commit the file with every new model.
+model-reference: venv
+	PYTHONPATH=plugin:tests $(PY) -m support.model_reference --write
 
 # Training extras (torch CPU, onnx, matplotlib, scikit-learn) on top of the runtime.
 $(VENV)/.train-ok: $(VENV)/.runtime-ok

@@ -1,8 +1,9 @@
 """Shared fixtures. The Orthanc ones start a REAL Orthanc with the real CBMIR plugin.
 
 Fixtures for other test writers (all documented in tests/orthanc_server.py):
-- `model_path` (session): models/default.onnx when it loads, else a random tiny
-  ONNX model exported with torch into a tmp dir (tests never depend on quality).
+- `model_path` (session): models/default.onnx, the shipped model. When it does not
+  load, every test using it is SKIPPED with the reason (never silently run on a
+  stand-in model); tests/unit/test_default_model.py fails with the same reason.
 - `orthanc` (session): a started `OrthancServer` (own ports, own storage, user
   "cbmir" / "cbmir-test-password"); `orthanc.url`, `.auth`, `.dicom_port`,
   `.get/.post/.delete`, `.upload(bytes|path)`, `.storescu(paths)`, `.wait_idle()`.
@@ -35,18 +36,24 @@ def _needs_orthanc():
         pytest.skip("Orthanc is not installed (/usr/sbin/Orthanc): run scripts/install-system.sh test")
 
 
+def _default_model_error() -> str | None:
+    """Why models/default.onnx cannot serve the tests, or None when it loads."""
+    from cbmir.embed import Embedder, ModelUnavailable
+    try:
+        Embedder(DEFAULT_MODEL, threads=1)
+    except ModelUnavailable as error:
+        return str(error)
+    return None
+
+
 @pytest.fixture(scope="session")
-def model_path(tmp_path_factory) -> Path:
-    if DEFAULT_MODEL.is_file():
-        try:
-            from cbmir.embed import Embedder
-            Embedder(DEFAULT_MODEL, threads=1)
-            return DEFAULT_MODEL
-        except Exception:  # a half-written or incompatible model: fall back to the tiny one
-            pass
-    pytest.importorskip("torch", reason="torch is needed to export the tiny test model")
-    from support.tiny_model import export_tiny_model
-    return export_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+def model_path() -> Path:
+    """The shipped model; a reported skip (not a stand-in model) when it does not load."""
+    error = _default_model_error()
+    if error is not None:
+        pytest.skip(f"the shipped model does not load ({error}); "
+                    "tests/unit/test_default_model.py fails with the details")
+    return DEFAULT_MODEL
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,9 @@ import time
 
 
 class WorkQueue:
-    def __init__(self):
+    def __init__(self, clock=time.monotonic):
+        """`clock`: seconds, monotonic; injected by unit tests so timing is deterministic."""
+        self.clock = clock
         self._cond = threading.Condition()
         self._lanes = {True: collections.deque(), False: collections.deque()}  # arrival? -> order
         self._queued: dict[str, bool] = {}   # instance -> force
@@ -30,14 +32,14 @@ class WorkQueue:
         """`arrival`: the instance was just stored (not catch-up or re-index work)."""
         with self._cond:
             if arrival:
-                self.last_arrival = time.monotonic()
+                self.last_arrival = self.clock()
             if not force and instance in self._in_flight:
                 return  # being processed now; waiters see it pending until done()
             if instance in self._queued:
                 self._queued[instance] = self._queued[instance] or force
                 return
             self._queued[instance] = force
-            self._since[instance] = time.monotonic()
+            self._since[instance] = self.clock()
             self._lanes[arrival].append(instance)
             self._cond.notify_all()
 
@@ -48,10 +50,10 @@ class WorkQueue:
                   arrivals_only: bool = False) -> list[tuple[str, bool]]:
         """Up to `size` (instance, force) items, just-stored images first, waiting at most
         `timeout` for the first; `arrivals_only` leaves the backlog queued."""
-        deadline = time.monotonic() + timeout
+        deadline = self.clock() + timeout
         with self._cond:
             while not self._any() and not self.stopped:
-                left = deadline - time.monotonic()
+                left = deadline - self.clock()
                 if left <= 0:
                     return []
                 self._cond.wait(left)
@@ -72,10 +74,10 @@ class WorkQueue:
 
     def wait_for_work(self, timeout: float) -> bool:
         """Wait (without taking anything) until an item is queued; False on timeout/stop."""
-        deadline = time.monotonic() + timeout
+        deadline = self.clock() + timeout
         with self._cond:
             while not self._any() and not self.stopped:
-                left = deadline - time.monotonic()
+                left = deadline - self.clock()
                 if left <= 0:
                     return False
                 self._cond.wait(left)
@@ -88,7 +90,7 @@ class WorkQueue:
                      if lane and (arrival or not arrivals_only)]
             if not heads:
                 return 0.0
-            now = time.monotonic()
+            now = self.clock()
             return max(now - self._since.get(head, now) for head in heads)
 
     def is_pending(self, instance: str) -> bool:
@@ -101,7 +103,7 @@ class WorkQueue:
 
     def wait_done(self, instances, timeout: float | None = None) -> bool:
         """Block until none of `instances` is queued or in flight; False on timeout/stop."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = None if timeout is None else self.clock() + timeout
         wanted = set(instances)
         with self._cond:
             while True:
@@ -109,7 +111,7 @@ class WorkQueue:
                     return True
                 if self.stopped:
                     return False
-                left = 0.5 if deadline is None else min(0.5, deadline - time.monotonic())
+                left = 0.5 if deadline is None else min(0.5, deadline - self.clock())
                 if left <= 0:
                     return False
                 self._cond.wait(left)
@@ -138,12 +140,14 @@ class Pacer:
     """
 
     def __init__(self, queue: WorkQueue, window: float = 0.15, hold: float = 1.2,
-                 busy_batch: int = 2):
+                 busy_batch: int = 2, sleep=time.sleep):
+        """`sleep`: injected by unit tests together with the queue's clock."""
         self.queue = queue
+        self.sleep = sleep
         self.window, self.hold, self.busy_batch = window, hold, busy_batch
 
     def busy(self) -> bool:
-        return time.monotonic() - self.queue.last_arrival < self.window
+        return self.queue.clock() - self.queue.last_arrival < self.window
 
     def batch_size(self, full: int) -> int:
         return min(full, self.busy_batch) if self.busy() else full
@@ -156,5 +160,5 @@ class Pacer:
             if age > 0 and age >= self.hold:
                 return True
             # no just-stored image yet (backlog only): check again once storing may have paused
-            time.sleep(min(self.hold - age, self.window) if age > 0 else self.window)
+            self.sleep(min(self.hold - age, self.window) if age > 0 else self.window)
         return False

@@ -59,7 +59,7 @@ def test_int8_quantization_keeps_the_contract(tiny_onnx, tmp_path):
     from cbmir_train.onnx_export import write_card
     from cbmir_train.quantization import quantize_int8
 
-    images = [read_image_file(FIGSHARE / row["path"]) for row in pick_rows(3)]
+    images = [read_image_file(FIGSHARE / row["path"]) for row in pick_rows()]  # 30, all checked
     inputs = preprocess_batch(images, TINY_INPUT_SIZE)
     int8 = quantize_int8(tiny_onnx, tmp_path / "int8.onnx", inputs)
     write_card(int8, {**load_card(tiny_onnx), "precision": "int8"})
@@ -67,8 +67,11 @@ def test_int8_quantization_keeps_the_contract(tiny_onnx, tmp_path):
     vectors = Embedder(int8).embed_inputs(inputs)
     reference = Embedder(tiny_onnx).embed_inputs(inputs)
     assert vectors.shape == reference.shape
-    # A one-epoch model is not a fair accuracy test; the vectors must stay close, though.
-    assert cosine(vectors, reference).mean() > 0.9
+    similarity = cosine(vectors, reference)
+    print(f"INT8 vs FP32 cosine: mean {similarity.mean():.4f}, min {similarity.min():.4f}")
+    # Measured here (one-epoch tiny model, seed 0): mean 0.968, worst image 0.943 (0.997 was the
+    # mean over the 3 calibration images the test used to check); the bounds sit just under it.
+    assert similarity.min() > 0.93 and similarity.mean() > 0.96
     assert torch.__version__  # torch present: this test runs with the training extras
 
 

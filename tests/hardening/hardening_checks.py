@@ -21,3 +21,19 @@ def assert_json_error(response, *statuses: int) -> dict:
     message = body.get("error") or body.get("Message")
     assert isinstance(message, str) and message, body
     return body
+
+
+def stored_vectors(server, instance: str):
+    """The vectors the plugin stored for `instance`, by frame, read from its SQLite store
+    (the REST API does not expose vectors)."""
+    import sqlite3
+
+    import numpy as np
+
+    db = sqlite3.connect(f"file:{server.home / 'cbmir-index' / 'cbmir.sqlite'}?mode=ro", uri=True)
+    try:
+        rows = db.execute("SELECT vector FROM vectors WHERE instance=? ORDER BY frame",
+                          (instance,)).fetchall()
+    finally:
+        db.close()
+    return np.stack([np.frombuffer(blob, dtype=np.float32) for (blob,) in rows]) if rows else None

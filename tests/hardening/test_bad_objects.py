@@ -2,10 +2,13 @@
 reason (a 422 naming it, one log line); Orthanc stays up and keeps every stored instance."""
 from __future__ import annotations
 
+import io
+
+import numpy as np
 import pytest
 import requests
 
-from hardening_checks import assert_alive, assert_json_error
+from hardening_checks import assert_alive, assert_json_error, stored_vectors
 from support.dicom_factory import DICOM_MR
 from hardening_objects import (encapsulated_pdf, huge_mr, multi_frame_mr, rgb_mr, small_mr,
                      structured_report, truncated)
@@ -36,17 +39,24 @@ def _objects() -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def stored(orthanc):
+def objects() -> dict[str, bytes]:
+    return _objects()
+
+
+@pytest.fixture(scope="module")
+def stored(orthanc, objects):
     """name -> Orthanc instance ID (None when Orthanc itself refused the file)."""
     answers = {}
-    for name, data in _objects().items():
+    for name, data in objects.items():
         response = orthanc.post("/instances", data=data, headers={"Content-Type": "application/dicom"},
                                 timeout=120)
-        if response.status_code == 200:
-            answers[name] = response.json()["ID"]
-        else:  # Orthanc refused it: a clear 4xx, nothing stored, nothing to lose
-            assert 400 <= response.status_code < 500, (name, response.status_code, response.text)
+        if name in BROKEN:  # Orthanc refuses a truncated file itself: nothing stored to lose
+            assert response.status_code == 400, (name, response.status_code, response.text)
+            assert "invalid DICOM file" in response.json()["Details"]
             answers[name] = None
+        else:
+            assert response.status_code == 200, (name, response.status_code, response.text)
+            answers[name] = response.json()["ID"]
     orthanc.wait_idle(180)
     return answers
 
@@ -58,12 +68,24 @@ def _known(stored, name):
 
 
 @pytest.mark.parametrize("name", INDEXED)
-def test_image_objects_are_indexed(orthanc, stored, name):
+def test_image_objects_are_indexed_with_the_vectors_of_their_pixels(orthanc, stored, objects,
+                                                                    model_path, name):
+    """Not only "200": the stored vectors are the model's vectors of the pixels pydicom decodes
+    from the same file (the plugin decodes with Orthanc), frame by frame."""
+    from cbmir.decode import decode_dicom_bytes
+    from cbmir.embed import Embedder
+
     instance = _known(stored, name)
     assert instance is not None, f"Orthanc refused {name}"
     response = orthanc.get(f"/cbmir/similar/{instance}", params={"exclude_same_patient": "false"})
     assert response.status_code == 200, response.text
     assert response.json()["query"]["instance"] == instance
+    frames = decode_dicom_bytes(objects[name])
+    expected = Embedder(model_path, threads=1).embed_images(frames)
+    got = stored_vectors(orthanc, instance)
+    assert got is not None and got.shape == expected.shape
+    cosines = np.sum(got * expected, axis=1)
+    assert cosines.min() >= 0.9999, f"{name}: cosines {cosines} to the vectors of its pixels"
 
 
 def test_a_multi_frame_object_is_indexed_per_frame(orthanc, stored):
@@ -87,24 +109,25 @@ def test_objects_without_pixels_are_skipped_with_one_log_line(orthanc, stored, n
 
 
 @pytest.mark.parametrize("name", BROKEN)
-def test_truncated_files_are_refused_or_recorded_as_failed(orthanc, stored, name):
-    instance = _known(stored, name)
-    if instance is None:
-        return  # refused by Orthanc with a 4xx (checked in the fixture)
-    assert orthanc.get(f"/instances/{instance}").status_code == 200, "the stored object was lost"
-    response = orthanc.get(f"/cbmir/similar/{instance}")
-    if response.status_code == 200:
-        return  # enough pixels survived to decode: indexed
-    body = assert_json_error(response, 422)
-    assert body["kind"] in ("failed", "skipped")
-    assert f"CBMIR: {body['kind']} {instance}" in orthanc.log_path.read_text(errors="replace")
+def test_truncated_files_are_refused_by_orthanc_and_nothing_is_left(orthanc, stored, objects, name):
+    import pydicom
+
+    assert _known(stored, name) is None  # the fixture saw Orthanc's 400
+    sop = pydicom.dcmread(io.BytesIO(objects[name]), stop_before_pixels=True,
+                          force=True).SOPInstanceUID
+    matches = {m["ID"] for m in orthanc.post("/tools/lookup", data=sop).json()}
+    # nothing half-stored: at most the complete file with the same UID (the shared truncated
+    # file is a cut copy of the emri images)
+    assert matches <= {i for i in stored.values() if i}
+    if not matches:
+        assert_json_error(orthanc.get(f"/cbmir/similar/{sop}"), 404)
 
 
 def test_status_counts_every_rejected_object(orthanc, stored):
     status = orthanc.status()
-    rejected = [stored[n] for n in SKIPPED + BROKEN if stored.get(n)]
-    assert status["skipped"] + status["failed"] >= len(rejected)
-    assert status["pending"] == 0
+    assert (status["skipped"], status["failed"], status["pending"]) == (len(SKIPPED), 0, 0)
+    indexed = {stored[n] for n in INDEXED if stored.get(n)}  # the emri files share one instance
+    assert status["indexed"] == len(indexed)
     assert_alive(orthanc)
 
 
@@ -112,26 +135,43 @@ def test_nothing_stored_is_lost(orthanc, stored):
     for name, instance in stored.items():
         if instance is not None:
             assert orthanc.get(f"/instances/{instance}").status_code == 200, name
+    assert set(orthanc.get("/instances").json()) == {i for i in stored.values() if i}
 
 
-def test_re_sending_a_rejected_object_is_not_retried_or_duplicated(orthanc, stored):
+def test_re_sending_a_rejected_object_is_not_retried_or_duplicated(orthanc, stored, objects):
     before = orthanc.status()
-    orthanc.post("/instances", data=structured_report("HARD-SR-2"),
-                 headers={"Content-Type": "application/dicom"}).raise_for_status()
+    instance = stored["structured-report"]
+    again = orthanc.post("/instances", data=objects["structured-report"],
+                         headers={"Content-Type": "application/dicom"})
+    assert again.status_code == 200 and again.json()["ID"] == instance
     orthanc.wait_idle()
     after = orthanc.status()
-    assert after["skipped"] == before["skipped"] + 1 and after["failed"] == before["failed"]
+    assert (after["skipped"], after["failed"], after["indexed"]) == \
+        (before["skipped"], before["failed"], before["indexed"])
+    log = orthanc.log_path.read_text(errors="replace")
+    assert log.count(f"CBMIR: skipped {instance}") == 1
 
 
-def test_a_storescu_of_bad_objects_leaves_orthanc_up(orthanc, tmp_path):
+def test_a_storescu_of_bad_objects_stores_all_and_indexes_the_images(orthanc, tmp_path):
+    import pydicom
+
+    made = {"pdf": encapsulated_pdf("MR"), "rgb": rgb_mr(64), "multi-frame": multi_frame_mr(2)}
     paths = []
-    for number, data in enumerate([encapsulated_pdf("MR"), rgb_mr(64), multi_frame_mr(2)]):
-        paths.append(tmp_path / f"{number}.dcm")
+    for name, data in made.items():
+        paths.append(tmp_path / f"{name}.dcm")
         paths[-1].write_bytes(data)
     result = orthanc.storescu(paths)
     assert result.returncode == 0, result.stderr
     orthanc.wait_idle()
     assert_alive(orthanc)
+    ids = {}
+    for name, path in zip(made, paths):
+        sop = pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID
+        (match,) = orthanc.post("/tools/lookup", data=sop).json()
+        ids[name] = match["ID"]
+    assert assert_json_error(orthanc.get(f"/cbmir/similar/{ids['pdf']}"), 422)["kind"] == "skipped"
+    assert orthanc.get(f"/cbmir/similar/{ids['rgb']}").status_code == 200
+    assert stored_vectors(orthanc, ids["multi-frame"]).shape[0] == 2
 
 
 def test_a_request_aborted_mid_upload_leaves_orthanc_up(orthanc):

@@ -64,7 +64,9 @@ def test_a_png_upload_finds_similar_cases(orthanc, some_indexed):
                                      "X-CBMIR-Group-By": "instance"})
     assert response.status_code == 200, response.text
     results = response.json()["results"]
-    assert 0 < len(results) <= 3 and CONTRACT <= set(results[0])
+    assert len(results) == 3 and all(CONTRACT <= set(r) for r in results)  # >= 6 indexed
+    scores = [r["score"] for r in results]
+    assert scores == sorted(scores, reverse=True)
 
 
 def test_a_colour_jpeg_in_a_json_body_with_parameters_is_accepted(orthanc, some_indexed):
@@ -75,7 +77,8 @@ def test_a_colour_jpeg_in_a_json_body_with_parameters_is_accepted(orthanc, some_
             "exclude_same_patient": False}
     response = orthanc.post("/cbmir/query", json=body)
     assert response.status_code == 200, response.text
-    assert all(r["label"] == "glioma" for r in response.json()["results"])
+    results = response.json()["results"]
+    assert len(results) == 2 and all(r["label"] == "glioma" for r in results)
 
 
 def test_a_dicom_upload_matching_a_stored_image_finds_it_first(orthanc, some_indexed):

@@ -13,6 +13,7 @@ from pydicom.uid import generate_uid
 
 from orthanc_server import OrthancServer
 from support.dicom_factory import DICOM_MR, mr_image
+from support.storing import keep_storing
 
 pytestmark = pytest.mark.orthanc
 STRUCTURAL = sorted((DICOM_MR / "example-dicom-structural").glob("*.dcm"))
@@ -61,8 +62,11 @@ def test_kill_9_during_ingest_then_restart_indexes_every_image_exactly_once(make
     instances = server.get("/instances").json()
     assert 10 <= len(instances) <= 150
     rows = stored_rows(server)
-    assert len(rows) == len(set(rows)), "an image was indexed twice"
     assert {r[0] for r in rows} == set(instances), "an image stored in Orthanc is not indexed"
+    # exactly once: as many store rows, index entries and indexed frames as Orthanc has
+    # (single-frame) instances; the store's UNIQUE constraint alone would not show a row that
+    # never reached the index, or an index entry left without its row
+    assert len(rows) == status["index"]["size"] == status["indexed_frames"] == len(instances)
     assert status["indexed"] == len(instances) and status["failed"] == 0
 
 
@@ -120,24 +124,33 @@ def test_a_missing_model_starts_orthanc_and_answers_503(make_server, tmp_path):
 
 
 def test_reindex_re_embeds_everything_while_the_old_index_answers(make_server):
-    server = make_server("reindex", cbmir={"BatchSize": 2})
+    # Continuous uploads and a long IndexDelaySeconds hold the re-index back (it is backlog),
+    # so the answer below is really given while it runs. The uploads are CT: never indexed
+    # (Modalities MR), never a result, but they keep storing busy.
+    server = make_server("reindex", cbmir={"BatchSize": 2, "IndexDelaySeconds": 60})
     ids = [server.upload(d)["ID"] for d in synthetic_images(12, "REIDX")]
     server.wait_idle()
-    before = server.get(f"/cbmir/similar/{ids[0]}", params={"exclude_same_patient": "false",
-                                                            "group_by": "instance"}).json()
-    answer = server.post("/cbmir/reindex")
-    assert answer.status_code == 200 and answer.json()["started"]
-    during = server.get(f"/cbmir/similar/{ids[0]}", params={"exclude_same_patient": "false",
-                                                            "group_by": "instance"})
-    assert during.status_code == 200
-    status = wait_for(lambda: (s := server.status())["index"]["generation"] == 2 and s, timeout=60)
-    assert status["indexed"] == 12 and not status["reindex"]["running"]
-    after = server.get(f"/cbmir/similar/{ids[0]}", params={"exclude_same_patient": "false",
-                                                           "group_by": "instance"}).json()
+    query = {"exclude_same_patient": "false", "group_by": "instance"}
+    before = server.get(f"/cbmir/similar/{ids[0]}", params=query).json()
+    assert [r["instance"] for r in before["results"]] and len(before["results"]) == 10
+    with keep_storing(server, modality="CT"):
+        answer = server.post("/cbmir/reindex")
+        assert answer.status_code == 200 and answer.json()["started"]
+        during = server.get(f"/cbmir/similar/{ids[0]}", params=query)
+        status = server.status()
+        assert status["reindex"]["running"] and status["reindex"]["done"] < len(ids)
+        assert status["index"]["generation"] == 1
+        assert during.status_code == 200, during.text
+        assert during.json()["results"] == before["results"]  # the old index, unchanged
+    status = wait_for(lambda: (s := server.status())["index"]["generation"] == 2
+                      and not s["reindex"]["running"] and s, timeout=60)
+    assert status["indexed"] == 12 and status["index"]["size"] == 12
+    after = server.get(f"/cbmir/similar/{ids[0]}", params=query).json()
     # same vectors again (up to float noise of other batch compositions: near-ties may swap)
     assert [r["score"] for r in after["results"]] == pytest.approx(
         [r["score"] for r in before["results"]], abs=1e-4)
-    assert {r[2] for r in stored_rows(server)} == {2}
+    assert {r["instance"] for r in after["results"]} == {r["instance"] for r in before["results"]}
+    assert {r[2] for r in stored_rows(server)} == {2} and len(stored_rows(server)) == 12
 
 
 def test_the_annoy_tier_is_built_in_the_background_and_reloaded_after_a_restart(make_server):
@@ -211,7 +224,7 @@ def test_a_re_index_killed_midway_resumes_after_restart(make_server):
                       and not s["reindex"]["running"] and s, timeout=60)
     assert status["indexed"] == len(ids)
     rows = stored_rows(server)
-    assert len(rows) == len(set(rows)) == len(ids) and {r[2] for r in rows} == {2}
+    assert len(rows) == status["index"]["size"] == len(ids) and {r[2] for r in rows} == {2}
 
 
 def test_the_label_comes_from_the_configured_tag(make_server):
@@ -225,3 +238,24 @@ def test_the_label_comes_from_the_configured_tag(make_server):
     answer = server.get(f"/cbmir/similar/{ids[0]}", params={"label": "flair"}).json()
     assert answer["query"]["label"] == "FLAIR"
     assert [r["instance"] for r in answer["results"]] == [ids[1]]
+
+
+def test_the_modality_filter_returns_exactly_the_images_of_that_modality(make_server):
+    server = make_server("modality", cbmir={"Modalities": ["MR", "CT"]})
+    rng = np.random.default_rng(12)
+    ids = {}
+    for modality in ("MR", "CT"):
+        study, series = generate_uid(), generate_uid()
+        ids[modality] = [server.upload(mr_image((rng.random((64, 64)) * 900).astype(np.uint16),
+                                                f"MOD-{modality}-{i}", study, series,
+                                                modality=modality))["ID"] for i in range(3)]
+    assert server.wait_idle()["indexed"] == 6
+    query = {"group_by": "instance", "k": 10}
+    for probe in (ids["MR"][0], ids["CT"][0]):
+        for modality in ("MR", "CT"):
+            results = server.get(f"/cbmir/similar/{probe}",
+                                 params={**query, "modality": modality}).json()["results"]
+            assert {r["instance"] for r in results} == set(ids[modality]) - {probe}
+            assert {r["modality"] for r in results} == {modality}
+        everything = server.get(f"/cbmir/similar/{probe}", params=query).json()["results"]
+        assert {r["instance"] for r in everything} == set(ids["MR"] + ids["CT"]) - {probe}

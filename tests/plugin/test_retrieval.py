@@ -47,9 +47,11 @@ def similar(orthanc, identifier, **args):
 def test_every_uploaded_image_is_indexed_with_its_label(orthanc, indexed):
     status = orthanc.status()
     assert status["indexed"] >= len(indexed) and status["pending"] == 0
-    for instance, item in list(indexed.items())[:5]:
+    for instance, item in indexed.items():  # all 36, by REST and by C-STORE
         answer = similar(orthanc, instance)
         assert answer["query"]["label"] == item["case"].label
+        assert answer["query"]["sop_instance_uid"] == item["sop"]
+        assert answer["query"]["patient_id"] == item["case"].patient_id
 
 
 def test_a_query_by_instance_id_and_by_sop_uid_give_the_same_answer(orthanc, indexed):
@@ -104,6 +106,10 @@ def test_label_and_modality_filters(orthanc, indexed):
     for label in ("glioma", "meningioma", "pituitary"):
         results = similar(orthanc, instance, k=10, label=label)["results"]
         assert results and all(r["label"] == label for r in results)
+    # every image here is MR: "MR" keeps every result, "CT" none (both modalities indexed
+    # together: tests/plugin/test_durability.py)
+    unfiltered = similar(orthanc, instance, k=10)["results"]
+    assert unfiltered and similar(orthanc, instance, k=10, modality="MR")["results"] == unfiltered
     assert similar(orthanc, instance, modality="CT")["results"] == []
 
 

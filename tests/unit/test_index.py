@@ -15,13 +15,14 @@ def realistic_vectors(n: int, dim: int = 128, clusters: int = 200, seed: int = 0
     consecutive slices drift slowly, so near neighbours are close and many."""
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(clusters, dim))
-    vectors = []
-    while len(vectors) < n:
-        point = centres[rng.integers(clusters)] + 0.7 * rng.normal(size=dim)
-        for _ in range(rng.integers(5, 30)):
-            point = point + 0.25 * rng.normal(size=dim)
-            vectors.append(point.copy())
-    x = np.asarray(vectors[:n], dtype=np.float32)
+    patients = []
+    total = 0
+    while total < n:  # one random walk of 5..29 slices per patient, vectorised
+        slices = int(rng.integers(5, 30))
+        start = centres[rng.integers(clusters)] + 0.7 * rng.normal(size=dim)
+        patients.append(start + np.cumsum(0.25 * rng.normal(size=(slices, dim)), axis=0))
+        total += slices
+    x = np.concatenate(patients)[:n].astype(np.float32)
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
@@ -48,19 +49,25 @@ def exact_top(matrix, ids, query, k):
 
 
 def test_recall_at_10_of_the_annoy_tier_is_at_least_0_98_at_default_settings(tmp_path):
-    vectors = realistic_vectors(20000)
+    """n = 10 x search_k: Annoy inspects at most a tenth of the vectors, so this measures the
+    approximate search (with n <= search_k it is an exact scan and recall is always 1.0).
+    Measured here: 0.9995 at search_k 20000; 0.997 at 5000; 0.9725 at 2000 (red)."""
+    n = 10 * DEFAULTS.annoy_search_k
+    vectors = realistic_vectors(n)
     store = FakeStore(vectors)
     index = default_index(tmp_path)
     index.rebuild(store)
-    assert index.describe()["built"] == 20000 and index.describe()["fresh"] == 0
+    assert index.describe()["built"] == n and index.describe()["fresh"] == 0
     rng = np.random.default_rng(1)
     queries = vectors[rng.choice(len(vectors), 200, replace=False)]
     queries = queries + 0.1 * rng.normal(size=queries.shape).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    exact = np.argsort(-(queries @ vectors.T), axis=1)[:, :10]
     recalls = []
-    for query in queries / np.linalg.norm(queries, axis=1, keepdims=True):
+    for query, best in zip(queries, exact):
         got = {row_id for row_id, _ in index.search(query, 10)}
-        recalls.append(len(got & set(exact_top(vectors, store.ids, query, 10))) / 10)
-    print(f"recall@10 = {np.mean(recalls):.4f} (20k x 128-d, default settings)")
+        recalls.append(len(got & set(store.ids[best])) / 10)
+    print(f"recall@10 = {np.mean(recalls):.4f} ({n} x 128-d, default settings)")
     assert np.mean(recalls) >= 0.98
 
 

@@ -4,7 +4,9 @@ Opens a labelled study in /ohif/viewer, opens the "Similar cases" panel, checks 
 the labels of the imported data, that scrolling to another slice asks again for that slice, that the
 label filter narrows the results, that "Open" lands in the chosen study (and the panel follows it),
 that a study the plugin cannot index (a CT) shows as such, and that Orthanc Explorer's button opens
-the viewer. Saves docs/images/similar-cases-panel.png for the README.
+the viewer. Saves a screenshot of the panel to tests/artifacts/similar-cases-panel.png (git-ignored);
+`make docs-screenshot` runs this test with CBMIR_SCREENSHOT pointing at the README's
+docs/images/similar-cases-panel.png, so `make test` never rewrites a tracked file.
 
 Needs: Debian's chromium (/usr/bin/chromium), node, the built viewer (`make -C viewer-extension build`,
 which `make test` runs first, installs playwright-core) and ../shared/data/figshare-cheng.
@@ -24,7 +26,8 @@ VIEWER = REPO / "viewer-extension"
 DRIVER = Path(__file__).with_name("similar_cases_e2e.mjs")
 MANIFEST = REPO.parent / "shared" / "data" / "figshare-cheng" / "manifest.csv"
 CHROMIUM = os.environ.get("CBMIR_CHROMIUM", "/usr/bin/chromium")
-SCREENSHOT = Path(os.environ.get("CBMIR_SCREENSHOT", REPO / "docs" / "images" / "similar-cases-panel.png"))
+ARTIFACTS = REPO / "tests" / "artifacts"  # git-ignored
+SCREENSHOT = Path(os.environ.get("CBMIR_SCREENSHOT", ARTIFACTS / "similar-cases-panel.png"))
 PER_LABEL_PATIENTS = 6
 SLICES = 3
 QUERY_LABEL = "glioma"
@@ -101,7 +104,7 @@ def _run_driver(orthanc, study_uid: str, tmp_path: Path, not_indexable: str | No
             "notIndexableStudyInstanceUid": not_indexable,
             "explorerStudyId": _orthanc_study_id(orthanc, study_uid),
             "screenshot": str(SCREENSHOT), "chromium": CHROMIUM, "timeoutMs": 60000,
-            "failureScreenshot": str(REPO / "tests" / "artifacts" / "viewer-e2e-failure.png")}
+            "failureScreenshot": str(ARTIFACTS / "viewer-e2e-failure.png")}
     spec_path = tmp_path / "spec.json"
     spec_path.write_text(json.dumps(spec))
     process = subprocess.run(["node", str(DRIVER), str(spec_path)], capture_output=True, text=True,
@@ -152,3 +155,14 @@ def test_similar_cases_panel_end_to_end(viewer_orthanc, labelled_studies, not_in
     assert seen["explorer"]["openedUrl"].endswith(f"/ohif/viewer?StudyInstanceUIDs={query_study}")
     assert not seen["pageErrors"], seen["pageErrors"]
     assert SCREENSHOT.is_file() and SCREENSHOT.stat().st_size > 10_000
+
+
+def test_the_screenshot_of_a_test_run_goes_to_an_ignored_folder():
+    """`make test` must leave the checkout clean: only `make docs-screenshot` (which sets
+    CBMIR_SCREENSHOT) writes the tracked docs/images/similar-cases-panel.png."""
+    if "CBMIR_SCREENSHOT" in os.environ:
+        pytest.skip("CBMIR_SCREENSHOT is set (make docs-screenshot)")
+    ignored = subprocess.run(["git", "check-ignore", "-q", str(SCREENSHOT)], cwd=REPO)
+    if ignored.returncode == 128:
+        pytest.skip("not a git checkout")
+    assert ignored.returncode == 0, f"{SCREENSHOT} is not git-ignored"
