@@ -21,10 +21,7 @@ from .ingest import Ingestor
 SDK_NAMES = {
     "orthanc": ["GetConfiguration", "LogWarning", "LogError", "RegisterOnChangeCallback",
                 "RegisterRestCallback", "RestApiGet", "RestApiPost", "GetDicomForInstance",
-                "DecodeDicomImage", "OrthancException", "ChangeType", "ResourceType",
-                "PixelFormat"],
-    "Image": ["GetImagePixelFormat", "GetImageWidth", "GetImageHeight", "GetImagePitch",
-              "GetImageBuffer"],
+                "OrthancException", "ChangeType", "ResourceType"],
     "RestOutput": ["AnswerBuffer", "SendHttpStatus", "SetHttpHeader", "SendMethodNotAllowed"],
 }
 
