@@ -14,6 +14,7 @@ from .catchup import ChangeFollower
 from .config import ConfigError, load_config
 from .engine import Engine
 from .ingest import Ingestor
+from .verify import run_in_thread, verify
 
 
 # The orthanc-python API this package uses; checked against the real module at start-up
@@ -111,11 +112,16 @@ def register(orthanc) -> dict:
     def Reindex(output, uri, **request):
         routes.answer(output, request, "POST", lambda: routes.reindex(orthanc, engine), log)
 
+    def Verify(output, uri, **request):
+        routes.answer(output, request, "POST", lambda: run_in_thread(lambda: verify(
+            orthanc, engine, request.get("body") or b"")), log)
+
     orthanc.RegisterOnChangeCallback(OnChange)
     orthanc.RegisterRestCallback("/cbmir/similar/([^/]+)", Similar)
     orthanc.RegisterRestCallback("/cbmir/query", Query)
     orthanc.RegisterRestCallback("/cbmir/status", Status)
     orthanc.RegisterRestCallback("/cbmir/reindex", Reindex)
+    orthanc.RegisterRestCallback("/cbmir/verify", Verify)
     try:
         from .static_routes import register_static_routes
     except ImportError:

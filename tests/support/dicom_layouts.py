@@ -190,6 +190,24 @@ def available_syntaxes() -> dict[str, bool]:
     return {name: shutil.which(tool) is not None for name, (tool, _, _) in DCMTK.items()}
 
 
+PLAIN = ["mono16", "mono8_in_16", "mono12", "mono12_junk_high_bits", "mono10_high_bit_9",
+         "mono12_high_bit_15", "signed16_negative", "signed12_in_16_not_extended",
+         "rescale_slope_intercept", "monochrome1", "mono8", "odd_size_511x257", "multi_frame",
+         "enhanced_mr", "palette_color", "ybr_full_422_jpeg_baseline", "rgb",
+         "rgb_planar_configuration_1", "implicit_little_endian", "rle_mono16",
+         "rle_mono12_junk_high_bits", "rle_rgb", "rle_multi_frame", "jpeg_ls_mono16",
+         "jpeg_ls_signed16", "jpeg2000_mono16", "jpeg2000_signed16"]
+WITH_DCMTK = {"jpeg_lossless_mono16": "jpeg_lossless", "jpeg_lossless_mono12": "jpeg_lossless",
+              "big_endian_mono16": "big_endian", "big_endian_mono8": "big_endian",
+              "deflated_mono16": "deflated"}
+
+
+def layout_names() -> list[str]:
+    """Names `layouts()` makes on this machine, without making them (for parametrize)."""
+    have = available_syntaxes()
+    return PLAIN + [name for name, kind in WITH_DCMTK.items() if have[kind]]
+
+
 def _dcmtk(name, base: Layout, kind: str, workdir: Path) -> Layout | None:
     import pydicom
 
@@ -267,14 +285,12 @@ def layouts(patient_id: str = "LAYOUTS", study_uid: str | None = None,
                                ("jpeg2000_signed16", "signed16_negative", JPEG2000Lossless)):
         by_name[name] = _encoded(name, by_name[base], syntax)
     with tempfile.TemporaryDirectory(dir=workdir) as scratch:
-        for name, base, kind in (("jpeg_lossless_mono16", "mono16", "jpeg_lossless"),
-                                 ("jpeg_lossless_mono12", "mono12", "jpeg_lossless"),
-                                 ("big_endian_mono16", "mono16", "big_endian"),
-                                 ("big_endian_mono8", "mono8", "big_endian"),
-                                 ("deflated_mono16", "mono16", "deflated")):
+        for name, kind in WITH_DCMTK.items():
+            base = name.split("_")[-1]  # mono16, mono12, mono8
             made = _dcmtk(name, by_name[base], kind, Path(scratch))
             if made is not None:
                 by_name[name] = made
+    assert list(by_name) == layout_names(), "PLAIN / WITH_DCMTK out of date"
     return by_name
 
 
