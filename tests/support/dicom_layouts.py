@@ -11,7 +11,8 @@ so a test can say which stored frames must embed alike.
     files["mono8_in_16"].data          # DICOM bytes
     files["mono8_in_16"].pictures      # ["A"]: one id per frame
 
-Transfer syntaxes come from pydicom's encoders (RLE, JPEG-LS, JPEG 2000) and,
+Transfer syntaxes come from pydicom's encoders (RLE; JPEG-LS with pyjpegls, JPEG 2000 with
+pylibjpeg-openjpeg, both in the `test` extra) and,
 when dcmtk is installed, `dcmcjpeg` (JPEG lossless) and `dcmconv` (big endian,
 deflated); those missing are left out (`available_syntaxes()` says which).
 """
@@ -190,13 +191,25 @@ def available_syntaxes() -> dict[str, bool]:
     return {name: shutil.which(tool) is not None for name, (tool, _, _) in DCMTK.items()}
 
 
+def _encoder_available(syntax: str) -> bool:
+    """pydicom can encode `syntax` here (JPEG-LS needs pyjpegls, JPEG 2000 pylibjpeg-openjpeg)."""
+    from pydicom.pixels import get_encoder
+
+    return get_encoder(syntax).is_available
+
+
+ENCODED = {"rle_mono16": ("mono16", RLELossless),
+           "rle_mono12_junk_high_bits": ("mono12_junk_high_bits", RLELossless),
+           "rle_rgb": ("rgb", RLELossless), "rle_multi_frame": ("multi_frame", RLELossless),
+           "jpeg_ls_mono16": ("mono16", JPEGLSLossless),
+           "jpeg_ls_signed16": ("signed16_negative", JPEGLSLossless),
+           "jpeg2000_mono16": ("mono16", JPEG2000Lossless),
+           "jpeg2000_signed16": ("signed16_negative", JPEG2000Lossless)}
 PLAIN = ["mono16", "mono8_in_16", "mono12", "mono12_junk_high_bits", "mono10_high_bit_9",
          "mono12_high_bit_15", "signed16_negative", "signed12_in_16_not_extended",
          "rescale_slope_intercept", "monochrome1", "mono8", "odd_size_511x257", "multi_frame",
          "enhanced_mr", "palette_color", "ybr_full_422_jpeg_baseline", "rgb",
-         "rgb_planar_configuration_1", "implicit_little_endian", "rle_mono16",
-         "rle_mono12_junk_high_bits", "rle_rgb", "rle_multi_frame", "jpeg_ls_mono16",
-         "jpeg_ls_signed16", "jpeg2000_mono16", "jpeg2000_signed16"]
+         "rgb_planar_configuration_1", "implicit_little_endian"]
 WITH_DCMTK = {"jpeg_lossless_mono16": "jpeg_lossless", "jpeg_lossless_mono12": "jpeg_lossless",
               "big_endian_mono16": "big_endian", "big_endian_mono8": "big_endian",
               "deflated_mono16": "deflated"}
@@ -205,7 +218,8 @@ WITH_DCMTK = {"jpeg_lossless_mono16": "jpeg_lossless", "jpeg_lossless_mono12": "
 def layout_names() -> list[str]:
     """Names `layouts()` makes on this machine, without making them (for parametrize)."""
     have = available_syntaxes()
-    return PLAIN + [name for name, kind in WITH_DCMTK.items() if have[kind]]
+    return PLAIN + [name for name, (_, syntax) in ENCODED.items() if _encoder_available(syntax)] \
+        + [name for name, kind in WITH_DCMTK.items() if have[kind]]
 
 
 def _dcmtk(name, base: Layout, kind: str, workdir: Path) -> Layout | None:
@@ -275,15 +289,9 @@ def layouts(patient_id: str = "LAYOUTS", study_uid: str | None = None,
     out.append(Layout("implicit_little_endian", to_bytes(implicit, implicit=True), ["A"],
                       ImplicitVRLittleEndian))
     by_name = {layout.name: layout for layout in out}
-    for name, base, syntax in (("rle_mono16", "mono16", RLELossless),
-                               ("rle_mono12_junk_high_bits", "mono12_junk_high_bits", RLELossless),
-                               ("rle_rgb", "rgb", RLELossless),
-                               ("rle_multi_frame", "multi_frame", RLELossless),
-                               ("jpeg_ls_mono16", "mono16", JPEGLSLossless),
-                               ("jpeg_ls_signed16", "signed16_negative", JPEGLSLossless),
-                               ("jpeg2000_mono16", "mono16", JPEG2000Lossless),
-                               ("jpeg2000_signed16", "signed16_negative", JPEG2000Lossless)):
-        by_name[name] = _encoded(name, by_name[base], syntax)
+    for name, (base, syntax) in ENCODED.items():
+        if _encoder_available(syntax):
+            by_name[name] = _encoded(name, by_name[base], syntax)
     with tempfile.TemporaryDirectory(dir=workdir) as scratch:
         for name, kind in WITH_DCMTK.items():
             base = name.split("_")[-1]  # mono16, mono12, mono8
