@@ -63,7 +63,8 @@ def test_verify_finds_what_an_earlier_release_stored_and_reindex_fixes_it(make_s
 
     victim = ids["mono8_in_16"]
     orthanc_frame = np.load(io.BytesIO(server.get(f"/instances/{victim}/frames/0/numpy").content))
-    old_vector = Embedder(model_path).embed_images([np.squeeze(orthanc_frame).astype(np.float32)])[0]
+    old_frame = np.squeeze(orthanc_frame).astype(np.float32)  # two half-width copies
+    old_vector = Embedder(model_path).embed_images([old_frame])[0]
     assert float(old_vector @ stored_vectors(server, victim)[0]) < 0.9  # the defect is real
     server.stop()
     assert overwrite_vector(server, victim, 0, old_vector) == 1
@@ -100,5 +101,7 @@ def test_verify_is_post_only_and_behind_orthanc_authentication(orthanc):
 
     assert orthanc.get("/cbmir/verify").status_code == 405
     assert requests.post(orthanc.url + "/cbmir/verify", json={}, timeout=30).status_code == 401
-    unknown = orthanc.post("/cbmir/verify", json={"instances": ["0" * 8 + "-" + "-".join(["0" * 8] * 4)]})
-    assert unknown.status_code == 200 and unknown.json()["mismatches"][0]["reason"] == "not in the index"
+    nobody = "-".join(["0" * 8] * 5)
+    unknown = orthanc.post("/cbmir/verify", json={"instances": [nobody]})
+    assert unknown.status_code == 200
+    assert unknown.json()["mismatches"][0]["reason"] == "not in the index"

@@ -3,6 +3,8 @@
 `figshare_cases` turns figshare JPGs into labelled MR instances with synthetic
 patients: consecutive figshare indices of one class are grouped into a patient
 (one study, one series), the class goes into ImageComments (0020,4000).
+One picture in every pixel layout and transfer syntax: `layouts()` (from
+support/dicom_layouts.py, re-exported here).
 """
 from __future__ import annotations
 
@@ -15,6 +17,9 @@ import numpy as np
 from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+from support.dicom_layouts import (Layout, layout_names, layouts, phantom,  # noqa: F401
+                                   undecodable_layouts)
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 FIGSHARE = SHARED / "figshare-cheng"
@@ -103,8 +108,6 @@ PHANTOM_LABELS = ("glioma", "meningioma", "pituitary")
 def phantom_cases(per_label_patients: int = 3, slices: int = 2) -> list[Case]:
     """Like `figshare_cases`, from generated phantoms (tests/support/dicom_layouts.py), for a
     checkout without ../shared/data: labels are metadata only, every picture is distinct."""
-    from support.dicom_layouts import phantom
-
     cases, seed = [], 100
     for label in PHANTOM_LABELS:
         for patient in range(per_label_patients):
