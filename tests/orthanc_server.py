@@ -152,9 +152,11 @@ class OrthancServer:
         response.raise_for_status()
         return response.json()
 
-    def storescu(self, paths: list[str | Path]) -> subprocess.CompletedProcess:
-        return subprocess.run(["storescu", "-aet", "TESTSCU", "-aec", self.aet, "127.0.0.1",
-                               str(self.dicom_port), *map(str, paths)],
+    def storescu(self, paths: list[str | Path], *options: str) -> subprocess.CompletedProcess:
+        """dcmtk C-STORE; options e.g. "-R": send each file in its own transfer syntax (without
+        it storescu proposes only uncompressed ones and must decompress what it sends)."""
+        return subprocess.run(["storescu", *options, "-aet", "TESTSCU", "-aec", self.aet,
+                               "127.0.0.1", str(self.dicom_port), *map(str, paths)],
                               capture_output=True, text=True, timeout=120)
 
     def status(self) -> dict:

@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "embed": ("cbmir.commands.embed", "embed the images of a manifest with an ONNX model"),
     "import": ("cbmir.commands.import_images", "turn labelled images into DICOM and store them"),
     "demo": ("cbmir.commands.demo", "download the public figshare set and import it"),
+    "verify": ("cbmir.commands.verify", "check a running index against its images (admin)"),
 }
 
 

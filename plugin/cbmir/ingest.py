@@ -2,10 +2,12 @@
 
 Why a daemon thread at low priority: storing must not get slower, so nothing
 runs in Orthanc's storing thread (instances are enqueued from the change
-callback) and the worker yields the CPU to Orthanc's own threads. This worker decodes with Orthanc's own decoder
-(fast, in-process) and falls back to pydicom + pylibjpeg for what Orthanc cannot
-decode; onnxruntime releases the GIL while it computes. Every outcome is
-recorded (vector, skipped or failed with a reason) and no exception escapes.
+callback) and the worker yields the CPU to Orthanc's own threads. This worker decodes
+with `cbmir.decode.iter_frames` (pydicom + pylibjpeg), the one path `/cbmir/query`
+and `cbmir embed` use too, one frame at a time; Orthanc 1.10's own decoder is not
+used because it gets some layouts wrong (docs/design.md, "Data path").
+onnxruntime releases the GIL while it computes. Every outcome is recorded
+(vector, skipped or failed with a reason) and no exception escapes.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import json
 import os
 import threading
 import time
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -22,13 +25,6 @@ from . import decode
 from .preprocess import preprocess
 from .store import Record
 from .workqueue import Pacer
-
-# Orthanc pixel format name -> (numpy dtype, channels)
-PIXEL_FORMATS = {"GRAYSCALE8": (np.uint8, 1), "GRAYSCALE16": (np.uint16, 1),
-                 "SIGNED_GRAYSCALE16": (np.int16, 1), "GRAYSCALE32": (np.uint32, 1),
-                 "GRAYSCALE64": (np.uint64, 1), "FLOAT32": (np.float32, 1),
-                 "RGB24": (np.uint8, 3), "RGBA32": (np.uint8, 4), "RGB48": (np.uint16, 3)}
-
 
 WORKER_NICE = 10
 
@@ -63,20 +59,6 @@ def dataset_text(dataset, keyword: str) -> str:
     return element_text(dataset.get(keyword))
 
 
-def image_to_array(orthanc, image) -> np.ndarray:
-    """An orthanc.Image (pitch-padded buffer) -> 2-D or (H, W, C) numpy array."""
-    fmt = image.GetImagePixelFormat()
-    name = next((n for n in PIXEL_FORMATS if getattr(orthanc.PixelFormat, n, None) == fmt), None)
-    if name is None:
-        raise decode.UndecodableImage(f"unsupported Orthanc pixel format {fmt}")
-    dtype, channels = PIXEL_FORMATS[name]
-    width, height, pitch = image.GetImageWidth(), image.GetImageHeight(), image.GetImagePitch()
-    raw = np.frombuffer(image.GetImageBuffer(), dtype=np.uint8).reshape(height, pitch)
-    row_bytes = width * channels * np.dtype(dtype).itemsize
-    array = np.ascontiguousarray(raw[:, :row_bytes]).view(dtype).reshape(height, width, channels)
-    return array[..., 0] if channels == 1 else array[..., :3]
-
-
 class Ingestor:
     """Runs the worker loop over the engine's queue."""
 
@@ -87,7 +69,6 @@ class Ingestor:
         self.thread: threading.Thread | None = None
         self.processed = 0
         self.seconds = 0.0
-        self.decoded_by = {"orthanc": 0, "pydicom": 0}  # instances per decoder (status)
         self.embedder = None  # the worker's own low-priority session (see Engine.worker_embedder)
         # stays off the CPU while images arrive, for at most IndexDelaySeconds per image
         self.pacer = Pacer(engine.queue, hold=self.config.index_delay_seconds)
@@ -200,8 +181,9 @@ class Ingestor:
             except self.orthanc.OrthancException:
                 self.engine.delete("instance", instance)
 
-    def load(self, instance: str) -> tuple[dict, list[np.ndarray]]:
-        """Metadata and display-ready frames of a stored instance; raises Skip or errors."""
+    def load(self, instance: str) -> tuple[dict, Iterator[np.ndarray]]:
+        """Metadata and display-ready frames (decoded lazily, one at a time) of a stored
+        instance; raises Skip or errors (decoding errors while iterating the frames)."""
         orthanc = self.orthanc
         try:
             dicom = orthanc.GetDicomForInstance(instance)
@@ -234,24 +216,7 @@ class Ingestor:
         if "PixelData" not in dataset and "FloatPixelData" not in dataset \
                 and "DoubleFloatPixelData" not in dataset:
             raise Skip(f"no pixel data (SOP class {dataset_text(dataset, 'SOPClassUID')})")
-        return meta, self.frames(bytes(dicom), dataset)
-
-    def frames(self, dicom: bytes, dataset) -> list[np.ndarray]:
-        """Orthanc's decoder first, pydicom + pylibjpeg when it fails."""
-        count = int(dataset.get("NumberOfFrames", 1) or 1)
-        try:
-            frames = [decode._to_display(image_to_array(self.orthanc,
-                                                        self.orthanc.DecodeDicomImage(dicom, i)),
-                                         dataset)
-                      for i in range(count)]
-            if frames and all(f.ndim in (2, 3) and min(f.shape[:2]) >= 2 for f in frames):
-                self.decoded_by["orthanc"] += 1
-                return frames
-        except Exception:  # noqa: BLE001 - Orthanc raises for syntaxes it cannot decode
-            pass
-        frames = decode.frames_from_dataset(dataset)
-        self.decoded_by["pydicom"] += 1
-        return frames
+        return meta, decode.iter_frames(dataset)
 
 
 def _orthanc_hash(text: str) -> str:

@@ -17,6 +17,7 @@ from .ingest import Ingestor
 from .logs import Log, describe_index
 from .metrics import MetricsPublisher
 from .openapi import register_openapi_route
+from .verify import run_in_thread, verify
 
 
 # The orthanc-python API this package uses; checked against the real module at start-up
@@ -25,10 +26,7 @@ SDK_NAMES = {
     "orthanc": ["GetConfiguration", "LogInfo", "LogWarning", "LogError", "SetMetricsValue",
                 "MetricsType", "RegisterOnChangeCallback",
                 "RegisterRestCallback", "RestApiGet", "RestApiPost", "GetDicomForInstance",
-                "DecodeDicomImage", "OrthancException", "ChangeType", "ResourceType",
-                "PixelFormat"],
-    "Image": ["GetImagePixelFormat", "GetImageWidth", "GetImageHeight", "GetImagePitch",
-              "GetImageBuffer"],
+                "OrthancException", "ChangeType", "ResourceType"],
     "RestOutput": ["AnswerBuffer", "SendHttpStatus", "SetHttpHeader", "SendMethodNotAllowed"],
 }
 
@@ -130,16 +128,20 @@ def register(orthanc) -> dict:
         routes.answer(output, request, "POST", lambda: routes.reindex(orthanc, engine),
                       log.error)
 
-    orthanc.RegisterOnChangeCallback(OnChange)
-    orthanc.RegisterRestCallback("/cbmir/similar/([^/]+)", Similar)
-    orthanc.RegisterRestCallback("/cbmir/query", Query)
-    orthanc.RegisterRestCallback("/cbmir/status", Status)
-    orthanc.RegisterRestCallback("/cbmir/reindex", Reindex)
+    def Verify(output, uri, **request):
+        routes.answer(output, request, "POST", lambda: run_in_thread(lambda: verify(
+            orthanc, engine, request.get("body") or b"")), log.error)
 
     def Thumbnail(output, uri, **request):
         thumbnails.answer(output, request, lambda: thumbnails.thumbnail(
             orthanc, engine, request["groups"][0], request.get("get") or {}), log.error)
 
+    orthanc.RegisterOnChangeCallback(OnChange)
+    orthanc.RegisterRestCallback("/cbmir/similar/([^/]+)", Similar)
+    orthanc.RegisterRestCallback("/cbmir/query", Query)
+    orthanc.RegisterRestCallback("/cbmir/status", Status)
+    orthanc.RegisterRestCallback("/cbmir/reindex", Reindex)
+    orthanc.RegisterRestCallback("/cbmir/verify", Verify)
     orthanc.RegisterRestCallback("/cbmir/thumbnail/([^/]+)", Thumbnail)
     register_openapi_route(orthanc, log.error)
     try:

@@ -205,8 +205,7 @@ def status(engine, ingestor=None) -> dict:
     result = engine.status()
     if ingestor is not None and ingestor.seconds > 0:
         result["ingest"] = {"processed": ingestor.processed,
-                            "images_per_second": round(ingestor.processed / ingestor.seconds, 1),
-                            "decoded_by": dict(ingestor.decoded_by)}
+                            "images_per_second": round(ingestor.processed / ingestor.seconds, 1)}
     return result
 
 

@@ -3,6 +3,8 @@
 `figshare_cases` turns figshare JPGs into labelled MR instances with synthetic
 patients: consecutive figshare indices of one class are grouped into a patient
 (one study, one series), the class goes into ImageComments (0020,4000).
+One picture in every pixel layout and transfer syntax: `layouts()` (from
+support/dicom_layouts.py, re-exported here).
 """
 from __future__ import annotations
 
@@ -15,6 +17,9 @@ import numpy as np
 from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+from support.dicom_layouts import (Layout, layout_names, layouts, phantom,  # noqa: F401
+                                   undecodable_layouts)
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 FIGSHARE = SHARED / "figshare-cheng"
@@ -97,10 +102,32 @@ class Case:
     data: bytes
 
 
+PHANTOM_LABELS = ("glioma", "meningioma", "pituitary")
+
+
+def phantom_cases(per_label_patients: int = 3, slices: int = 2) -> list[Case]:
+    """Like `figshare_cases`, from generated phantoms (tests/support/dicom_layouts.py), for a
+    checkout without ../shared/data: labels are metadata only, every picture is distinct."""
+    cases, seed = [], 100
+    for label in PHANTOM_LABELS:
+        for patient in range(per_label_patients):
+            patient_id = f"PHANTOM-{label[:4].upper()}-{patient:02d}"
+            study_uid, series_uid = generate_uid(), generate_uid()
+            for number in range(1, slices + 1):
+                seed += 1
+                data = mr_image(phantom(seed=seed).astype(np.uint16) * 16, patient_id, study_uid,
+                                series_uid, label=label, instance_number=number)
+                cases.append(Case(seed, label, patient_id, study_uid, data))
+    return cases
+
+
 def figshare_cases(per_label_patients: int = 3, slices: int = 2) -> list[Case]:
     """Labelled MR instances from figshare JPGs: `per_label_patients` patients per class,
-    `slices` consecutive figshare images each."""
+    `slices` consecutive figshare images each; phantoms (`phantom_cases`) when the figshare
+    copy is absent, so tests that only need labelled images run anywhere."""
     manifest = FIGSHARE / "manifest.csv"
+    if not manifest.is_file():
+        return phantom_cases(per_label_patients, slices)
     with manifest.open() as handle:
         rows = list(csv.DictReader(handle))
     by_label: dict[str, list[dict]] = {}

@@ -1,0 +1,82 @@
+"""cbmir.decode without Orthanc: every layout of one picture decodes to that picture.
+
+"The same picture" is judged on the model input (`preprocess`), which is what the vectors
+are made from: it is invariant to a positive affine change of intensities, so 8-, 12- and
+16-bit copies, rescaled or inverted ones, must all give the source's input.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cbmir import decode
+from cbmir.preprocess import preprocess
+from support.dicom_layouts import layout_names, layouts, phantom, undecodable_layouts
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory):
+    return layouts(patient_id="UNIT", workdir=tmp_path_factory.mktemp("layouts"))
+
+
+def model_input(frame):
+    return preprocess(frame, 128)
+
+
+@pytest.mark.parametrize("name", layout_names())
+def test_every_layout_decodes_to_its_pictures(made, name):
+    sources = {"A": phantom(seed=0), "A-mirrored": phantom(seed=0)[:, ::-1],
+               "B": phantom(seed=1)}
+    layout = made[name]
+    frames = decode.decode_dicom_bytes(layout.data)
+    assert len(frames) == len(layout.pictures)
+    for frame, picture in zip(frames, layout.pictures):
+        if picture not in sources:  # the odd-size picture: its shape says enough
+            assert frame.shape[:2] == (257, 511)
+            continue
+        difference = np.abs(model_input(frame) - model_input(sources[picture])).max()
+        lossy = layout.transfer_syntax == "1.2.840.10008.1.2.4.50"
+        # lossy JPEG; RGB: the tint is rounded to 8 bits per channel; else exact to float error
+        tolerance = 0.2 if lossy else 0.01 if frame.ndim == 3 else 1e-3
+        assert difference < tolerance, f"{name} {picture}: {difference}"
+
+
+def test_frames_are_decoded_one_at_a_time(made):
+    frames = decode.iter_frames(decode.read_dataset(made["multi_frame"].data))
+    first = next(frames)
+    assert first.shape == (256, 256)
+    assert len(list(frames)) == 2
+
+
+@pytest.mark.parametrize("name", list(undecodable_layouts()))
+def test_a_layout_that_cannot_be_decoded_for_certain_raises_with_the_reason(name):
+    layout = undecodable_layouts()[name]
+    with pytest.raises(decode.UndecodableImage, match=layout.expect_failure):
+        decode.decode_dicom_bytes(layout.data)
+
+
+@pytest.mark.parametrize("array, stored, high, signed, expected", [
+    (np.array([0xF00F], np.uint16), 12, 11, 0, [0x00F]),          # junk above bit 11 dropped
+    (np.array([0x0FFF], np.uint16), 12, 11, 1, [-1]),             # 12-bit -1 sign-extended
+    (np.array([0x0800], np.uint16), 12, 11, 1, [-2048]),
+    (np.array([0xFFF0], np.uint16), 12, 15, 0, [0xFFF]),          # left-aligned (HighBit 15)
+    (np.array([0x03FF], np.uint16), 10, 9, 0, [0x3FF]),
+    (np.array([-5], np.int16), 16, 15, 1, [-5]),                  # nothing to do
+])
+def test_stored_values_keep_exactly_the_stored_bits(array, stored, high, signed, expected):
+    from pydicom.dataset import Dataset
+
+    ds = Dataset()
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, stored, high, signed
+    if signed:
+        array = array.view(np.int16)
+    assert decode.stored_values(array, ds, encapsulated=False).tolist() == expected
+
+
+def test_an_impossible_bit_layout_is_refused():
+    from pydicom.dataset import Dataset
+
+    ds = Dataset()
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 8, 0
+    with pytest.raises(decode.UndecodableImage, match="impossible bit layout"):
+        decode.stored_values(np.zeros(4, np.uint16), ds, encapsulated=False)
