@@ -21,8 +21,9 @@ export default function getPanelModule({ servicesManager, commandsManager, exten
   return [
     {
       name: PANEL_NAME,
-      iconName: 'tab-patient-info',
-      iconLabel: 'Similar',
+      // OHIF's magnifier: "search" (not the generic person icon the side bar shows for patient info).
+      iconName: 'icon-search',
+      iconLabel: 'Similar cases',
       label: 'Similar cases',
       component,
     },

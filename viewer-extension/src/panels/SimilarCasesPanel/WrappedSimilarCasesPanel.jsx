@@ -3,6 +3,7 @@ import CbmirClient from '../../client/CbmirClient.js';
 import trackActiveImage from '../../utils/trackActiveImage.js';
 import labelsFromStatus from '../../utils/labelsFromStatus.js';
 import studyLocation from '../../utils/studyLocation.js';
+import compareLocation, { studiesInUrl } from '../../utils/compareLocation.js';
 import { initialState, makeRequestKey, panelReducer } from '../../utils/panelState.js';
 import SimilarCasesView from './SimilarCasesView.jsx';
 
@@ -51,7 +52,7 @@ export default function WrappedSimilarCasesPanel({ servicesManager, commandsMana
     client
       .similar(sopInstanceUid, { k, excludeSamePatient, label, groupBy: 'study', signal: abort.signal })
       .then(body => {
-        dispatch({ type: 'success', requestKey, body });
+        dispatch({ type: 'success', requestKey, body, label });
         const labels = body.results.map(hit => hit.label).filter(Boolean);
         setSeenLabels(previous => _union(previous, labels));
       })
@@ -74,21 +75,49 @@ export default function WrappedSimilarCasesPanel({ servicesManager, commandsMana
 
   const commandsRef = useRef(commandsManager);
   commandsRef.current = commandsManager;
-  const openHit = useCallback(hit => {
-    const { to, href } = studyLocation({
-      pathname: window.location.pathname,
-      basename: window.config?.routerBasename || window.PUBLIC_URL || '/',
-      studyInstanceUid: hit.study_instance_uid,
-      seriesInstanceUid: hit.series_instance_uid,
-      sopInstanceUid: hit.sop_instance_uid,
-    });
+  const [, setNavigations] = useState(0);
+  const navigate = useCallback(({ to, href }) => {
     try {
       commandsRef.current.runCommand('navigateHistory', { to });
     } catch (error) {
       console.warn('cbmir: navigateHistory failed, loading the page instead', error);
       window.location.assign(href);
     }
+    setNavigations(n => n + 1);
   }, []);
+
+  // The study being read is the first of the URL's studies; a compared case is the second.
+  const studies = studiesInUrl(window.location.search);
+  const reading = studies[0] || queryImage?.studyInstanceUid || null;
+  const comparing = studies.length > 1 ? { studyInstanceUid: studies[1] } : null;
+  const where = () => ({
+    pathname: window.location.pathname,
+    basename: window.config?.routerBasename || window.PUBLIC_URL || '/',
+  });
+  const readingSlice = () =>
+    queryImage && queryImage.studyInstanceUid === reading
+      ? { seriesInstanceUid: queryImage.seriesInstanceUid, sopInstanceUid: queryImage.sopInstanceUid }
+      : {};
+
+  // "Compare": the similar case beside the study being read (OHIF's two-study hanging protocol).
+  const openHit = hit => {
+    const other = {
+      studyInstanceUid: hit.study_instance_uid,
+      seriesInstanceUid: hit.series_instance_uid,
+      sopInstanceUid: hit.sop_instance_uid,
+    };
+    const location = reading
+      ? compareLocation({
+          ...where(),
+          current: { studyInstanceUid: reading, ...readingSlice() },
+          other,
+          protocolId: config.compareProtocolId,
+        })
+      : studyLocation({ ...where(), ...other });
+    navigate(location);
+  };
+
+  const backToSingle = () => navigate(studyLocation({ ...where(), studyInstanceUid: reading, ...readingSlice() }));
 
   const thumbnailUrl = useCallback(hit => _thumbnailUrl(hit, config), [config]);
 
@@ -107,6 +136,8 @@ export default function WrappedSimilarCasesPanel({ servicesManager, commandsMana
       onRetry={() => setRetryTick(tick => tick + 1)}
       onOpen={openHit}
       thumbnailUrl={thumbnailUrl}
+      comparing={comparing}
+      onBack={backToSingle}
     />
   );
 }
