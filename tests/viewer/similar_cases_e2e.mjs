@@ -140,7 +140,10 @@ try {
   await page.waitForFunction(
     () => [...document.querySelectorAll('.viewport-element')].filter(v => v.querySelector('canvas')).length >= 2
   );
-  await page.waitForFunction(() => !!document.querySelector('[data-testid=cbmir-compare]'));
+  // The panel must still be there (asserted by the caller): wait for it, but do not stop here.
+  await page
+    .waitForFunction(() => !!document.querySelector('[data-testid=cbmir-compare]'), null, { timeout: 20000 })
+    .catch(() => {});
   const framesBoth = Date.now() + timeout;
   while (!(framesEver.has(spec.studyInstanceUid) && framesOf.has(target)) && Date.now() < framesBoth) {
     await page.waitForTimeout(250);
@@ -161,36 +164,42 @@ try {
     target,
     targetSop,
     readingSop,
-    querySop: await panel.getAttribute('data-query-sop'),
+    querySop: (await panel.count()) ? await panel.getAttribute('data-query-sop') : null,
     url: page.url(),
     viewports: await page.$$eval('.viewport-element', vs => vs.filter(v => v.querySelector('canvas')).length),
     framesOf: [...framesOf],
     framesEver: [...framesEver],
     viewportText: await page.$$eval('.viewport-element', vs => vs.map(v => (v.closest('[data-viewportid]') || v).innerText.slice(0, 300))),
     panelOpen: (await panel.count()) > 0,
-    compareBar: await page.locator('[data-testid=cbmir-compare]').getAttribute('data-study-instance-uid'),
+    compareBar: (await page.locator('[data-testid=cbmir-compare]').count())
+      ? await page.locator('[data-testid=cbmir-compare]').getAttribute('data-study-instance-uid')
+      : null,
     comparedCard: await page.$$eval('[data-testid=cbmir-result][data-compared=true]', cs => cs.map(c => c.dataset.studyInstanceUid)),
   };
   if (spec.compareScreenshot) {
-    await page.waitForSelector('[data-testid=cbmir-panel][data-state=results]').catch(() => {});
+    await page.waitForSelector('[data-testid=cbmir-panel][data-state=results]', { timeout: 10000 }).catch(() => {});
     await page.screenshot({ path: spec.compareScreenshot });
   }
 
-  step('one click back to the single study');
-  await page.click('[data-testid=cbmir-back]');
-  await page.waitForFunction(
-    uid => new URL(location.href).searchParams.get('StudyInstanceUIDs') === uid,
-    spec.studyInstanceUid
-  );
-  await page.waitForFunction(
-    () => [...document.querySelectorAll('.viewport-element')].filter(v => v.querySelector('canvas')).length === 1
-  );
-  await page.waitForSelector('[data-testid=cbmir-panel]');
-  seen.back = {
-    url: page.url(),
-    viewports: await page.$$eval('.viewport-element', vs => vs.filter(v => v.querySelector('canvas')).length),
-    compareBar: await page.locator('[data-testid=cbmir-compare]').count(),
-  };
+  if (seen.compare.compareBar) {
+    step('one click back to the single study');
+    await page.click('[data-testid=cbmir-back]');
+    await page.waitForFunction(
+      uid => new URL(location.href).searchParams.get('StudyInstanceUIDs') === uid,
+      spec.studyInstanceUid
+    );
+    await page.waitForFunction(
+      () => [...document.querySelectorAll('.viewport-element')].filter(v => v.querySelector('canvas')).length === 1
+    );
+    await page.waitForSelector('[data-testid=cbmir-panel]');
+    seen.back = {
+      url: page.url(),
+      viewports: await page.$$eval('.viewport-element', vs => vs.filter(v => v.querySelector('canvas')).length),
+      compareBar: await page.locator('[data-testid=cbmir-compare]').count(),
+    };
+  } else {
+    seen.back = null; // no panel after Compare: the caller's assertions say so
+  }
 
   if (spec.notIndexableStudyInstanceUid) {
     step('a study that cannot be indexed');

@@ -167,6 +167,7 @@ def test_similar_cases_panel_end_to_end(viewer_orthanc, labelled_studies, not_in
     assert compare["target"] in compare["framesOf"] and query_study in compare["framesEver"]
     assert compare["panelOpen"] and compare["compareBar"] == compare["target"]
     assert compare["comparedCard"] == [compare["target"]]
+    assert seen["back"], "no way back: the panel was not there after Compare"
     assert seen["back"]["url"].endswith(f"StudyInstanceUIDs={query_study}") or \
         f"StudyInstanceUIDs={query_study}&" in seen["back"]["url"]
     assert seen["back"]["viewports"] == 1 and seen["back"]["compareBar"] == 0

@@ -5,13 +5,14 @@ import { WrappedSimilarCasesPanel } from './panels/SimilarCasesPanel/index.js';
 import { getExtensionConfig } from './config.js';
 
 /** The "Similar cases" right-side panel. OHIF renders panels without props: the managers are bound here. */
-export default function getPanelModule({ servicesManager, commandsManager, extensionManager }) {
+export default function getPanelModule({ servicesManager, commandsManager, extensionManager, panelOpener }) {
   const component = createIsland(
     () => (
       <WrappedSimilarCasesPanel
         servicesManager={servicesManager}
         commandsManager={commandsManager}
         extensionManager={extensionManager}
+        panelOpener={panelOpener}
         config={getExtensionConfig()}
       />
     ),

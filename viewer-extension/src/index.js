@@ -27,7 +27,8 @@ const extension = {
   onModeExit() {
     panelOpener.onModeExit();
   },
-  getPanelModule,
+  // The panel asks the opener to keep it open across its own "Compare" navigation.
+  getPanelModule: managers => getPanelModule({ ...managers, panelOpener }),
   getHangingProtocolModule,
 };
 

@@ -1,6 +1,9 @@
 import { studiesInUrl } from './compareLocation.js';
 
 const CHECKS_PER_STUDY = 3;
+// OHIF's side panel drops an activation that arrives while it re-subscribes (it does so whenever its tabs
+// change, e.g. right after a new study list): ask again until the panel says it is on screen.
+const RETRIES = 10;
 
 /**
  * Opens the "Similar cases" panel on its own when the study being read has indexed images, so that a
@@ -17,9 +20,27 @@ const CHECKS_PER_STUDY = 3;
  * @param {(config: object) => {similar: Function}} options.makeClient - a CbmirClient for the config
  * @param {string} options.panelId - what `panelService.activatePanel` takes
  * @param {() => string} [options.getSearch] - the page's query string (tests pass their own)
+ * @param {number} [options.retryMs] - wait between activations until the panel is shown
  */
-export default function createPanelOpener({ getConfig, makeClient, panelId, getSearch = () => globalThis.location?.search || '' }) {
+export default function createPanelOpener({
+  getConfig,
+  makeClient,
+  panelId,
+  getSearch = () => globalThis.location?.search || '',
+  retryMs = 500,
+}) {
   let session = null;
+  let keepOpenNext = false;
+  let shown = false;
+
+  /** The panel calls this when it mounts: it is on screen, stop activating it. */
+  function panelShown() {
+    shown = true;
+  }
+
+  function keepOpen() {
+    keepOpenNext = true;
+  }
 
   function onModeExit() {
     session?.stop();
@@ -30,16 +51,40 @@ export default function createPanelOpener({ getConfig, makeClient, panelId, getS
     onModeExit();
     const config = getConfig();
     const { displaySetService, panelService } = servicesManager?.services || {};
-    if (!config.openByDefault || !displaySetService || !panelService) {
+    const forced = keepOpenNext;
+    keepOpenNext = false;
+    if (!(config.openByDefault || forced) || !displaySetService || !panelService) {
       return;
     }
     const client = makeClient(config);
     const reading = studiesInUrl(getSearch())[0] || null;
     const abort = new AbortController();
     const tried = new Set();
+    const timers = [];
     let done = false;
+    shown = false;
+
+    const activate = attempt => {
+      if (abort.signal.aborted || shown) {
+        return;
+      }
+      panelService.activatePanel(panelId, true);
+      if (attempt < RETRIES) {
+        timers.push(setTimeout(() => activate(attempt + 1), retryMs));
+      }
+    };
+    const open = () => {
+      if (!done && !abort.signal.aborted) {
+        done = true;
+        activate(0);
+      }
+    };
 
     const consider = displaySets => {
+      if (forced && displaySets?.length) {
+        open(); // the user was working in the panel: no need to ask the plugin
+        return;
+      }
       for (const displaySet of displaySets || []) {
         if (done || tried.size >= CHECKS_PER_STUDY) {
           return;
@@ -52,12 +97,7 @@ export default function createPanelOpener({ getConfig, makeClient, panelId, getS
         tried.add(displaySet.displaySetInstanceUID);
         client
           .similar(sop, { k: 1, excludeSamePatient: false, signal: abort.signal })
-          .then(() => {
-            if (!done && !abort.signal.aborted) {
-              done = true;
-              panelService.activatePanel(panelId, true);
-            }
-          })
+          .then(open)
           .catch(() => {}); // not indexed (yet), not indexable, no model: the panel stays as it is
       }
     };
@@ -70,10 +110,11 @@ export default function createPanelOpener({ getConfig, makeClient, panelId, getS
       stop() {
         done = true;
         abort.abort();
+        timers.forEach(clearTimeout);
         subscription?.unsubscribe?.();
       },
     };
   }
 
-  return { onModeEnter, onModeExit };
+  return { onModeEnter, onModeExit, keepOpen, panelShown };
 }

@@ -8,7 +8,7 @@ const tick = () => new Promise(resolve => setTimeout(resolve, 0));
 function fakeServices() {
   const listeners = new Set();
   const activated = [];
-  return {
+  const fake = {
     activated,
     listeners,
     services: {
@@ -21,7 +21,12 @@ function fakeServices() {
         },
         getActiveDisplaySets: () => [],
       },
-      panelService: { activatePanel: (id, force) => activated.push([id, force]) },
+      panelService: {
+        activatePanel: (id, force) => {
+          activated.push([id, force]);
+          fake.onActivate?.();
+        },
+      },
     },
     add(displaySets) {
       for (const listener of listeners) {
@@ -29,6 +34,7 @@ function fakeServices() {
       }
     },
   };
+  return fake;
 }
 
 const displaySet = (study, uid, sops) => ({
@@ -38,6 +44,7 @@ const displaySet = (study, uid, sops) => ({
 });
 
 function opener({ openByDefault = true, answers = {}, search = '?StudyInstanceUIDs=ST1' } = {}) {
+  // retryMs 0: activations repeat on each timer tick until panelShown(); the tests call it.
   const asked = [];
   const made = createPanelOpener({
     getConfig: () => ({ openByDefault, apiRoot: '/cbmir' }),
@@ -52,6 +59,7 @@ function opener({ openByDefault = true, answers = {}, search = '?StudyInstanceUI
     }),
     panelId: 'ext.panelModule.similarCases',
     getSearch: () => search,
+    retryMs: 0,
   });
   return { made, asked };
 }
@@ -59,6 +67,7 @@ function opener({ openByDefault = true, answers = {}, search = '?StudyInstanceUI
 test('opens the panel once a slice of the study being read is indexed', async () => {
   const fake = fakeServices();
   const { made, asked } = opener({ answers: { b: 200 } });
+  fake.onActivate = () => made.panelShown(); // the panel mounts at once
   made.onModeEnter({ servicesManager: { services: fake.services } });
   fake.add([displaySet('ST1', 'ds1', ['a', 'b', 'c'])]); // the middle slice: b
   await tick();
@@ -108,4 +117,37 @@ test('leaving the mode stops listening and drops late answers', async () => {
   await tick();
   assert.deepEqual(fake.activated, []);
   assert.equal(fake.listeners.size, 0);
+});
+
+test('keepOpen: the next mode enter re-opens the panel without asking, even when off by default', async () => {
+  const fake = fakeServices();
+  const { made, asked } = opener({ openByDefault: false });
+  fake.onActivate = () => made.panelShown();
+  made.keepOpen();
+  made.onModeEnter({ servicesManager: { services: fake.services } });
+  fake.add([displaySet('ST1', 'd', ['a'])]);
+  await tick();
+  assert.deepEqual(asked, []);
+  assert.deepEqual(fake.activated, [['ext.panelModule.similarCases', true]]);
+  made.onModeEnter({ servicesManager: { services: fake.services } }); // only once
+  fake.add([displaySet('ST1', 'd2', ['b'])]);
+  await tick();
+  assert.equal(fake.activated.length, 1);
+});
+
+test('activates again until the panel says it is shown (OHIF drops early activations)', async () => {
+  const fake = fakeServices();
+  const { made } = opener({ answers: { a: 200 } });
+  made.onModeEnter({ servicesManager: { services: fake.services } });
+  fake.add([displaySet('ST1', 'd', ['a'])]);
+  for (let i = 0; i < 4; i++) {
+    await new Promise(resolve => setTimeout(resolve, 5));
+  }
+  const before = fake.activated.length;
+  assert.ok(before >= 2, `activated ${before} times`);
+  made.panelShown();
+  await new Promise(resolve => setTimeout(resolve, 20));
+  assert.ok(fake.activated.length <= before + 1);
+  assert.ok(fake.activated.length <= 11); // bounded
+  made.onModeExit();
 });

@@ -11,7 +11,7 @@ import SimilarCasesView from './SimilarCasesView.jsx';
  * Binds the panel to OHIF (active viewport and slice, navigation) and to the CBMIR API; the view only
  * renders what it is given.
  */
-export default function WrappedSimilarCasesPanel({ servicesManager, commandsManager, config }) {
+export default function WrappedSimilarCasesPanel({ servicesManager, commandsManager, panelOpener, config }) {
   const client = useMemo(() => new CbmirClient({ apiRoot: config.apiRoot }), [config.apiRoot]);
   const [image, setImage] = useState(null);
   const [queryImage, setQueryImage] = useState(null);
@@ -23,6 +23,7 @@ export default function WrappedSimilarCasesPanel({ servicesManager, commandsMana
   const [state, dispatch] = useReducer(panelReducer, initialState);
 
   useEffect(() => trackActiveImage(servicesManager.services, setImage), [servicesManager]);
+  useEffect(() => panelOpener?.panelShown(), [panelOpener]); // on screen: the opener can stop
 
   // The label filter offers the model's labels from the start, not only those answers have named.
   useEffect(() => {
@@ -76,7 +77,10 @@ export default function WrappedSimilarCasesPanel({ servicesManager, commandsMana
   const commandsRef = useRef(commandsManager);
   commandsRef.current = commandsManager;
   const [, setNavigations] = useState(0);
+  const openerRef = useRef(panelOpener);
+  openerRef.current = panelOpener;
   const navigate = useCallback(({ to, href }) => {
+    openerRef.current?.keepOpen(); // OHIF rebuilds the side panels on a new study list
     try {
       commandsRef.current.runCommand('navigateHistory', { to });
     } catch (error) {
