@@ -17,11 +17,12 @@ import numpy as np
 
 SAMPLE_SIZE = 4096
 GROWTH = 0.1  # re-draw once the index size moved by this fraction since the last draw
+TIE = 1e-6  # cosines closer than this are equal (answers round scores to 6 decimals)
 
 
 def percentiles(sample: np.ndarray, query: np.ndarray, scores, exclude=None) -> np.ndarray:
-    """Percent (0-100, floored to 0.01) of `sample` rows whose cosine to `query` is strictly
-    below each score; NaN for every score when the sample is empty.
+    """Percent (0-100, floored to 0.01) of `sample` rows whose cosine to `query` is below each
+    score by more than TIE; NaN for every score when the sample is empty.
 
     `exclude` (bool mask over the sample rows) drops rows that are the query itself, so an
     image is not counted as a neighbour of its own."""
@@ -38,9 +39,9 @@ def percentiles(sample: np.ndarray, query: np.ndarray, scores, exclude=None) -> 
     if len(reference) == 0:
         return np.full(len(scores), np.nan)
     reference = np.sort(reference.astype(np.float64))
-    # Scores are rounded to 6 decimals in the answer; compare at the same precision so a
-    # result whose cosine equals a sampled one is not counted above it.
-    below = np.searchsorted(np.round(reference, 6), np.round(scores, 6), side="left")
+    # "Less similar" means lower by more than float noise: the search and this product add
+    # in different orders, and a result (which is in the sample) must not count below itself.
+    below = np.searchsorted(reference, scores - TIE, side="left")
     return np.floor(below * 10000.0 / len(reference)) / 100.0
 
 

@@ -55,10 +55,14 @@ def test_each_result_has_its_percentile_monotone_with_the_score(archive):
         for (s1, p1), (s2, p2) in zip(zip(scores, values), zip(scores[1:], values[1:])):
             assert s1 >= s2 and p1 >= p2
         # the archive is smaller than the sample, so the value is exact: the share of the
-        # other images whose cosine to the query is strictly lower
+        # other images whose cosine to the query is strictly lower (up to float noise: the
+        # answer's scores are rounded to 6 decimals, near-duplicate slices tie at that level)
         n = len(results)
-        expected = [math.floor(sum(t < s for t in scores) * 10000 / n) / 100 for s in scores]
-        assert values == pytest.approx(expected)
+        share = lambda count: math.floor(count * 10000 / n) / 100  # noqa: E731
+        for s, value in zip(scores, values):
+            low = share(sum(t < s - 2e-6 for t in scores))
+            high = share(sum(t <= s + 2e-6 for t in scores) - 1)  # - 1: the result itself
+            assert low <= value <= high, (s, value, low, high)
         assert values[0] > values[-1] == 0.0
 
 

@@ -115,3 +115,12 @@ def test_find_similar_gives_each_result_its_percentile_beside_the_raw_score(tmp_
     # exact here (200 vectors): the n-th best of the 199 other images beats 199 - n of them
     expected = [np.floor((199 - n) * 10000 / 199) / 100 for n in range(1, 51)]
     assert values == pytest.approx(expected)
+
+
+def test_a_result_does_not_count_below_itself_whatever_the_float_noise():
+    # the same cosine computed in another order differs in the last bits: still a tie
+    sample = unit([[1, 0], [0.6, 0.8], [0, 1]])
+    query = np.array([1.0, 0.0])
+    for noise in (-4e-7, 0.0, 4e-7):
+        assert percentiles(sample, query, [0.6 + noise])[0] == pytest.approx(100 / 3, abs=0.01)
+    assert percentiles(sample, query, [0.6 + 3e-6])[0] == pytest.approx(66.66, abs=0.01)
