@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .percentile import ReferenceSample
+
 MANIFEST = "index-{generation}.json"
 
 
@@ -62,6 +64,7 @@ class VectorIndex:
         self._deleted: set[int] = set()
         self.rebuilding = False
         self.last_build_seconds: float | None = None
+        self.reference = ReferenceSample(self)  # scores -> percentiles (percentile.py)
 
     # -- loading and maintenance -------------------------------------------------------------
     def load(self, store) -> None:
@@ -81,6 +84,7 @@ class VectorIndex:
             self._fresh = {int(i): v for i, v in zip(ids, vectors) if int(i) not in known}
             self._fresh_cache = None
             self._deleted = known - in_store
+        self.reference.invalidate()
 
     def add(self, ids, vectors: np.ndarray) -> None:
         with self._lock:
@@ -138,6 +142,7 @@ class VectorIndex:
                 os.replace(tmp, manifest)
             if old is not None:
                 self._remove_files(old.info)
+            self.reference.refresh()
             self.last_build_seconds = round(time.monotonic() - started, 3)
             return True
         finally:
@@ -197,6 +202,34 @@ class VectorIndex:
         all_scores = np.concatenate(score_parts)
         top = np.argsort(-all_scores, kind="stable")[:n]
         return [(int(all_ids[i]), float(all_scores[i])) for i in top]
+
+    def build_stamp(self):
+        """Changes whenever a rebuild swaps in a new Annoy tier."""
+        built = self._built
+        return None if built is None else built.info.get("annoy")
+
+    def sample(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Up to n (row ids, unit vectors) drawn at random, without replacement, over both
+        tiers; deleted rows left out. All of them when the index holds n or fewer."""
+        with self._lock:
+            built, deleted = self._built, set(self._deleted)
+            fresh_ids, fresh_matrix = self._fresh_matrix()
+        n_built = len(built.ids) if built is not None else 0
+        pool = n_built + len(fresh_ids)
+        picks = np.arange(pool) if pool <= n else np.sort(rng.choice(pool, n, replace=False))
+        in_built, in_fresh = picks[picks < n_built], picks[picks >= n_built] - n_built
+        ids = [fresh_ids[in_fresh]]
+        rows = [np.asarray(fresh_matrix[in_fresh], dtype=np.float32)] if len(in_fresh) else []
+        if len(in_built):
+            ids.insert(0, built.ids[in_built])
+            rows.insert(0, np.asarray(built.vectors[in_built], dtype=np.float32))
+        ids = np.concatenate(ids).astype(np.int64)
+        if not rows:
+            return ids, np.zeros((0, 1), dtype=np.float32)
+        matrix = np.vstack(rows)
+        matrix /= np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
+        keep = np.array([int(i) not in deleted for i in ids], dtype=bool)
+        return ids[keep], matrix[keep]
 
     def __len__(self) -> int:
         built = len(self._built.ids) if self._built is not None else 0

@@ -105,16 +105,19 @@ def find_similar(index, store, vector: np.ndarray, params: Params, query: dict) 
     """At most k results, best first, one per study (or per instance), filters applied.
 
     Asks the index for more neighbours (x4 each round) until k groups pass the
-    filters or the index is exhausted.
+    filters or the index is exhausted. Each result carries its `percentile` in the
+    archive's scores for this query (percentile.py) beside the raw cosine `score`.
     """
     wanted = max(params.k * 5, 50)
     total = len(index)
     while True:
         hits = index.search(vector, wanted)
         rows = store.metadata([row_id for row_id, _ in hits])
-        results, seen = [], set()
+        results, raw, seen, own = [], [], set(), set()
         for row_id, score in hits:
             row = rows.get(row_id)
+            if row is not None and query.get("instance") and row["instance"] == query["instance"]:
+                own.add(row_id)  # the query image: not its own neighbour, nor in its percentiles
             if row is None or not _accept(row, params, query):
                 continue
             key = row["study_uid"] if params.group_by == "study" else row["instance"]
@@ -122,8 +125,18 @@ def find_similar(index, store, vector: np.ndarray, params: Params, query: dict) 
                 continue
             seen.add(key)
             results.append(result_entry(row, score))
+            raw.append(score)
             if len(results) == params.k:
-                return results
-        if wanted >= total:
-            return results
+                break
+        if len(results) == params.k or wanted >= total:
+            return _with_percentiles(index, vector, results, raw, own)
         wanted *= 4
+
+
+def _with_percentiles(index, vector, results: list[dict], raw: list[float], own: set) -> list[dict]:
+    reference = getattr(index, "reference", None)
+    values = (reference.percentiles(vector, raw, own) if reference is not None and results
+              else [float("nan")] * len(results))
+    for result, value in zip(results, values):
+        result["percentile"] = None if np.isnan(value) else float(value)
+    return results

@@ -45,15 +45,37 @@ try {
   });
   page.on('pageerror', error => seen.pageErrors.push(String(error?.message || error).slice(0, 300)));
 
+  // Which studies' frames the viewer fetched (WADO-RS), to prove what is on screen.
+  const framesOf = new Set(); // since the compare click
+  const framesEver = new Set(); // since the page opened (the viewer caches what it already fetched)
+  page.on('request', request => {
+    const match = /\/dicom-web\/studies\/([0-9.]+)\/series\/[0-9.]+\/instances\/[0-9.]+\/frames\//.exec(request.url());
+    if (match) {
+      framesOf.add(match[1]);
+      framesEver.add(match[1]);
+    }
+  });
+
   step('open the study');
   await page.goto(`${spec.baseUrl}/ohif/viewer?StudyInstanceUIDs=${spec.studyInstanceUid}`);
   await page.waitForSelector('.viewport-element canvas, [data-cy=viewport-pane] canvas');
   await _skipTour(page);
 
-  step('open the panel');
-  await page.click('[data-cy=similarCases-btn]');
+  step('the panel opens on its own for an indexed study');
   const panel = page.locator('[data-testid=cbmir-panel]');
-  await panel.waitFor();
+  seen.openedOnLoad = await panel
+    .waitFor({ timeout: 30000 })
+    .then(() => true)
+    .catch(() => false);
+  if (!seen.openedOnLoad) {
+    await page.click('[data-cy=similarCases-btn]');
+    await panel.waitFor();
+  }
+  seen.panelTab = await page.$$eval('[data-cy=similarCases-btn]', tabs => ({
+    count: tabs.length,
+    svg: tabs.some(tab => tab.querySelector('svg')),
+  }));
+  seen.panelTitle = await page.locator('.cbmir-title').innerText();
   await page.waitForSelector('[data-testid=cbmir-panel][data-state=results] [data-testid=cbmir-result]');
   await _thumbnailsLoaded(page);
   seen.results = await _results(page);
@@ -92,45 +114,107 @@ try {
       return root?.dataset.state === 'results' && cards.length && cards.every(c => c.dataset.label === label);
     }, spec.filterLabel);
     seen.filtered = await _results(page);
+    seen.filteredSummary = {
+      text: await page.locator('[data-testid=cbmir-summary]').innerText(),
+      filtered: await page.locator('[data-testid=cbmir-summary]').getAttribute('data-filtered'),
+    };
+    if (spec.filterScreenshot) {
+      await page.locator('[data-testid=cbmir-panel]').screenshot({ path: spec.filterScreenshot });
+    }
     await page.selectOption('[data-testid=cbmir-label-filter]', '');
-    await page.waitForSelector('[data-testid=cbmir-panel][data-state=results]');
+    await page.waitForSelector('[data-testid=cbmir-panel][data-state=results][data-query-sop]');
+    await page.waitForFunction(() => document.querySelector('[data-testid=cbmir-summary]')?.dataset.filtered === 'false');
   }
 
-  step('open the first result');
+  step('compare the first result beside the study');
   const first = page.locator('[data-testid=cbmir-result]').first();
   const target = await first.getAttribute('data-study-instance-uid');
   const targetSop = await first.getAttribute('data-sop-instance-uid');
-  const studyLoaded = page.waitForResponse(
-    response => response.url().includes(`/dicom-web/studies/${target}/`) && response.ok()
-  );
+  const readingSop = await panel.getAttribute('data-query-sop');
+  framesOf.clear();
   await first.locator('[data-testid=cbmir-open]').click();
-  await studyLoaded;
-  await page.waitForFunction(uid => new URL(location.href).searchParams.get('StudyInstanceUIDs') === uid, target);
-  await page.waitForSelector('.viewport-element canvas, [data-cy=viewport-pane] canvas');
-  seen.opened = { studyInstanceUid: target, sopInstanceUid: targetSop };
-  seen.landedUrl = page.url();
-
-  step('the panel follows the new study');
-  await _skipTour(page);
-  if (!(await panel.count())) {
-    await page.click('[data-cy=similarCases-btn]');
-  }
   await page.waitForFunction(
-    sop => document.querySelector('[data-testid=cbmir-panel]')?.dataset.querySop === sop,
-    targetSop
+    ([a, b]) => new URL(location.href).searchParams.get('StudyInstanceUIDs') === `${a},${b}`,
+    [spec.studyInstanceUid, target]
   );
-  seen.queryAfterOpen = await panel.getAttribute('data-query-sop');
+  await page.waitForFunction(
+    () => [...document.querySelectorAll('.viewport-element')].filter(v => v.querySelector('canvas')).length >= 2
+  );
+  // The panel must still be there (asserted by the caller): wait for it, but do not stop here.
+  await page
+    .waitForFunction(() => !!document.querySelector('[data-testid=cbmir-compare]'), null, { timeout: 20000 })
+    .catch(() => {});
+  const framesBoth = Date.now() + timeout;
+  while (!(framesEver.has(spec.studyInstanceUid) && framesOf.has(target)) && Date.now() < framesBoth) {
+    await page.waitForTimeout(250);
+  }
+  await _skipTour(page);
+  // The panel answers for the slice on screen in the active (left) viewport: the slice being read.
+  await page
+    .waitForFunction(
+      () => {
+        const root = document.querySelector('[data-testid=cbmir-panel]');
+        return root?.dataset.querySop && root.dataset.state === 'results';
+      },
+      null,
+      { timeout: 20000 }
+    )
+    .catch(() => {});
+  seen.compare = {
+    target,
+    targetSop,
+    readingSop,
+    querySop: (await panel.count()) ? await panel.getAttribute('data-query-sop') : null,
+    url: page.url(),
+    viewports: await page.$$eval('.viewport-element', vs => vs.filter(v => v.querySelector('canvas')).length),
+    framesOf: [...framesOf],
+    framesEver: [...framesEver],
+    viewportText: await page.$$eval('.viewport-element', vs => vs.map(v => (v.closest('[data-viewportid]') || v).innerText.slice(0, 300))),
+    panelOpen: (await panel.count()) > 0,
+    compareBar: (await page.locator('[data-testid=cbmir-compare]').count())
+      ? await page.locator('[data-testid=cbmir-compare]').getAttribute('data-study-instance-uid')
+      : null,
+    comparedCard: await page.$$eval('[data-testid=cbmir-result][data-compared=true]', cs => cs.map(c => c.dataset.studyInstanceUid)),
+  };
+  if (spec.compareScreenshot) {
+    await page.waitForSelector('[data-testid=cbmir-panel][data-state=results]', { timeout: 10000 }).catch(() => {});
+    await page.screenshot({ path: spec.compareScreenshot });
+  }
+
+  if (seen.compare.compareBar) {
+    step('one click back to the single study');
+    await page.click('[data-testid=cbmir-back]');
+    await page.waitForFunction(
+      uid => new URL(location.href).searchParams.get('StudyInstanceUIDs') === uid,
+      spec.studyInstanceUid
+    );
+    await page.waitForFunction(
+      () => [...document.querySelectorAll('.viewport-element')].filter(v => v.querySelector('canvas')).length === 1
+    );
+    await page.waitForSelector('[data-testid=cbmir-panel]');
+    seen.back = {
+      url: page.url(),
+      viewports: await page.$$eval('.viewport-element', vs => vs.filter(v => v.querySelector('canvas')).length),
+      compareBar: await page.locator('[data-testid=cbmir-compare]').count(),
+    };
+  } else {
+    seen.back = null; // no panel after Compare: the caller's assertions say so
+  }
 
   if (spec.notIndexableStudyInstanceUid) {
     step('a study that cannot be indexed');
     await page.goto(`${spec.baseUrl}/ohif/viewer?StudyInstanceUIDs=${spec.notIndexableStudyInstanceUid}`);
     await page.waitForSelector('.viewport-element canvas, [data-cy=viewport-pane] canvas');
     await _skipTour(page);
-    if (!(await panel.count())) {
+    // Not indexed: the panel is not opened on its own (the check is asked and answered 422 quickly).
+    await page.waitForTimeout(4000);
+    const openedAlone = (await panel.count()) > 0;
+    if (!openedAlone) {
       await page.click('[data-cy=similarCases-btn]');
     }
     await page.waitForSelector('[data-testid=cbmir-panel][data-state=notIndexable]');
     seen.notIndexable = {
+      openedOnLoad: openedAlone,
       message: await page.locator('[data-testid=cbmir-message]').innerText(),
       results: await page.locator('[data-testid=cbmir-result]').count(),
     };
@@ -191,6 +275,10 @@ async function _results(page) {
       hasOpen: !!card.querySelector('[data-testid=cbmir-open]'),
       thumbnailLoaded: !!card.querySelector('img') && card.querySelector('img').naturalWidth > 0,
       thumbnailSrc: card.querySelector('img')?.getAttribute('src') || '',
+      score: Number(card.querySelector('[data-testid=cbmir-similarity]')?.dataset.score),
+      percentile: Number(card.querySelector('[data-testid=cbmir-similarity]')?.dataset.percentile),
+      similarityText: card.querySelector('[data-testid=cbmir-similarity]')?.textContent || '',
+      similarityTooltip: card.querySelector('[data-testid=cbmir-similarity]')?.getAttribute('title') || '',
     }))
   );
 }

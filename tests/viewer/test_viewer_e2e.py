@@ -1,12 +1,15 @@
 """End to end: OHIF served by the real Orthanc + CBMIR plugin, driven in headless Chromium.
 
-Opens a labelled study in /ohif/viewer, opens the "Similar cases" panel, checks that the results carry
-the labels of the imported data, that scrolling to another slice asks again for that slice, that the
-label filter narrows the results, that "Open" lands in the chosen study (and the panel follows it),
-that a study the plugin cannot index (a CT) shows as such, and that Orthanc Explorer's button opens
-the viewer. Saves a screenshot of the panel to tests/artifacts/similar-cases-panel.png (git-ignored);
-`make docs-screenshot` runs this test with CBMIR_SCREENSHOT pointing at the README's
-docs/images/similar-cases-panel.png, so `make test` never rewrites a tracked file.
+Opens a labelled study in /ohif/viewer and checks that the "Similar cases" panel opens on its own (it
+has indexed images), that the results carry the labels of the imported data and a percentile that reads
+with the raw cosine in its tooltip, that scrolling to another slice asks again for that slice, that the
+label filter narrows the results and the summary then says a filter is on, that "Compare" shows the
+chosen case beside the study (two viewports, frames of both studies, the panel still open) with one
+click back, that a study the plugin cannot index (a CT) does not open the panel and shows as such, and
+that Orthanc Explorer's button opens the viewer. Saves screenshots of the panel, the compare view and the filtered
+panel to tests/artifacts/ (git-ignored); `make docs-screenshot` runs this test with CBMIR_SCREENSHOT
+pointing at the README's docs/images/similar-cases-panel.png, so `make test` never rewrites a tracked
+file.
 
 Needs: Debian's chromium (/usr/bin/chromium), node, the built viewer (`make -C viewer-extension build`,
 which `make test` runs first, installs playwright-core) and ../shared/data/figshare-cheng.
@@ -104,6 +107,8 @@ def _run_driver(orthanc, study_uid: str, tmp_path: Path, not_indexable: str | No
             "notIndexableStudyInstanceUid": not_indexable,
             "explorerStudyId": _orthanc_study_id(orthanc, study_uid),
             "screenshot": str(SCREENSHOT), "chromium": CHROMIUM, "timeoutMs": 60000,
+            "compareScreenshot": str(ARTIFACTS / "viewer-e2e-compare.png"),
+            "filterScreenshot": str(ARTIFACTS / "viewer-e2e-filtered-panel.png"),
             "failureScreenshot": str(ARTIFACTS / "viewer-e2e-failure.png")}
     spec_path = tmp_path / "spec.json"
     spec_path.write_text(json.dumps(spec))
@@ -123,6 +128,11 @@ def test_similar_cases_panel_end_to_end(viewer_orthanc, labelled_studies, not_in
     query_study = next(uid for uid, label in labelled_studies.items() if label == QUERY_LABEL)
     seen = _run_driver(viewer_orthanc, query_study, tmp_path, not_indexable_study)
 
+    # the panel: its own icon and name, open on load because the study has indexed images
+    assert seen["openedOnLoad"] is True
+    assert seen["panelTab"]["count"] >= 1 and seen["panelTab"]["svg"]
+    assert seen["panelTitle"] == "Similar cases"
+
     results = seen["results"]
     assert results, "the panel showed no results"
     assert all(result["hasOpen"] for result in results)
@@ -133,21 +143,43 @@ def test_similar_cases_panel_end_to_end(viewer_orthanc, labelled_studies, not_in
     assert all(result["thumbnailLoaded"] for result in results)
     # from the plugin's renderer, not Orthanc 1.10's /preview (wrong for 8 bits stored in 16)
     assert all("/cbmir/thumbnail/" in result["thumbnailSrc"] for result in results), results
+    # readable scores: a percentile, monotone with the raw cosine, which the tooltip keeps
+    for result in results:
+        assert 0 <= result["percentile"] <= 100, result
+        assert result["similarityText"].startswith("closer than "), result
+        assert f"{result['score']:.6f}" in result["similarityTooltip"], result
+    ordered = sorted(results, key=lambda r: r["score"], reverse=True)
+    assert [r["percentile"] for r in ordered] == sorted((r["percentile"] for r in results), reverse=True)
 
     assert seen["excludeSamePatientDefault"] is True
     assert f"of {len(results)} similar case" in seen["summary"]
     assert "not a diagnosis" in seen["summary"]
 
     assert seen["filtered"] and all(result["label"] == FILTER_LABEL for result in seen["filtered"])
+    # with the filter on, the summary says so instead of "n of n are labelled <filter>"
+    n = len(seen["filtered"])
+    assert seen["filteredSummary"]["filtered"] == "true"
+    assert "Label filter on" in seen["filteredSummary"]["text"]
+    assert f"{n} of {n}" not in seen["filteredSummary"]["text"]
 
-    opened = seen["opened"]["studyInstanceUid"]
-    assert f"StudyInstanceUIDs={opened}" in seen["landedUrl"]
-    assert "/ohif/viewer?" in seen["landedUrl"]
-    assert seen["queryAfterOpen"] == seen["opened"]["sopInstanceUid"]
+    # "Compare": the case beside the study, both on screen, the panel still open, one click back
+    compare = seen["compare"]
+    assert f"StudyInstanceUIDs={query_study},{compare['target']}" in compare["url"]
+    assert "hangingProtocolId=@orthanc-cbmir/side-by-side" in compare["url"]
+    assert compare["querySop"] == compare["readingSop"]  # the slice being read stays on screen
+    assert compare["viewports"] == 2
+    assert compare["target"] in compare["framesOf"] and query_study in compare["framesEver"]
+    assert compare["panelOpen"] and compare["compareBar"] == compare["target"]
+    assert compare["comparedCard"] == [compare["target"]]
+    assert seen["back"], "no way back: the panel was not there after Compare"
+    assert seen["back"]["url"].endswith(f"StudyInstanceUIDs={query_study}") or \
+        f"StudyInstanceUIDs={query_study}&" in seen["back"]["url"]
+    assert seen["back"]["viewports"] == 1 and seen["back"]["compareBar"] == 0
     # scrolling to another slice of the study makes the panel ask again, for that slice
     assert seen["scrolled"]["to"] != seen["scrolled"]["from"]
     assert seen["scrolled"]["results"] > 0
 
+    assert seen["notIndexable"]["openedOnLoad"] is False  # nothing indexed: the panel stays closed
     assert seen["notIndexable"]["results"] == 0
     assert "cannot be searched" in seen["notIndexable"]["message"]
     assert "modality CT" in seen["notIndexable"]["message"]

@@ -1,3 +1,5 @@
+import { SIDE_BY_SIDE_ID } from './hangingProtocols/sideBySide.js';
+
 /**
  * The extension's settings: `window.config.cbmir` in OHIF's app-config, over these defaults.
  *
@@ -6,6 +8,10 @@
  * - `k`: how many similar cases to ask for at first; `kChoices`: what the k control offers
  * - `labels`: labels the filter offers before any answer has named them
  * - `debounceMs`: wait for scrolling to settle before asking; `pendingRetryMs`: re-ask while indexing
+ * - `openByDefault`: open the panel on its own when the study being read has indexed images
+ * - `compareProtocolId`: the hanging protocol "Compare" opens a similar case with, beside the study being
+ *   read: the extension's side-by-side protocol (hangingProtocols/sideBySide.js), or e.g. OHIF's
+ *   '@ohif/hpCompare'
  */
 export const DEFAULTS = Object.freeze({
   apiRoot: '/cbmir',
@@ -15,6 +21,8 @@ export const DEFAULTS = Object.freeze({
   labels: [],
   debounceMs: 250,
   pendingRetryMs: 5000,
+  openByDefault: true,
+  compareProtocolId: SIDE_BY_SIDE_ID,
 });
 
 let preRegistrationConfig = {};

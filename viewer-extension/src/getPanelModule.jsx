@@ -5,13 +5,14 @@ import { WrappedSimilarCasesPanel } from './panels/SimilarCasesPanel/index.js';
 import { getExtensionConfig } from './config.js';
 
 /** The "Similar cases" right-side panel. OHIF renders panels without props: the managers are bound here. */
-export default function getPanelModule({ servicesManager, commandsManager, extensionManager }) {
+export default function getPanelModule({ servicesManager, commandsManager, extensionManager, panelOpener }) {
   const component = createIsland(
     () => (
       <WrappedSimilarCasesPanel
         servicesManager={servicesManager}
         commandsManager={commandsManager}
         extensionManager={extensionManager}
+        panelOpener={panelOpener}
         config={getExtensionConfig()}
       />
     ),
@@ -21,8 +22,9 @@ export default function getPanelModule({ servicesManager, commandsManager, exten
   return [
     {
       name: PANEL_NAME,
-      iconName: 'tab-patient-info',
-      iconLabel: 'Similar',
+      // OHIF's magnifier: "search" (not the generic person icon the side bar shows for patient info).
+      iconName: 'icon-search',
+      iconLabel: 'Similar cases',
       label: 'Similar cases',
       component,
     },

@@ -35,12 +35,14 @@ export function panelReducer(state, action) {
         return { status: 'empty', requestKey: state.requestKey, query: action.body?.query ?? null };
       }
       const groups = groupResults(results);
+      // The server's echo of the filter it applied, else the one asked for.
+      const filterLabel = action.body?.query?.params?.label ?? action.label ?? null;
       return {
         status: 'results',
         requestKey: state.requestKey,
         query: action.body?.query ?? null,
         groups,
-        summary: summarizeLabels(groups),
+        summary: summarizeLabels(groups, { filterLabel }),
       };
     }
     case 'failure':

@@ -54,3 +54,11 @@ test('failure goes through stateForError; noImage resets', () => {
   assert.equal(state.status, 'notIndexable');
   assert.equal(panelReducer(state, { type: 'noImage' }), initialState);
 });
+
+test('a filtered answer says that a filter is on instead of counting the filtered label', () => {
+  const body = { query: { params: { label: 'glioma' } }, results: [hit(), hit({ study_instance_uid: 'S2' })] };
+  const state = panelReducer(loading, { type: 'success', requestKey: key, body });
+  assert.equal(state.summary.filtered, true);
+  assert.match(state.summary.text, /^Label filter on: only cases labelled glioma/);
+  assert.doesNotMatch(state.summary.text, /2 of 2/);
+});

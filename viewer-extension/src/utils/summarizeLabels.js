@@ -4,11 +4,17 @@ export const DISCLAIMER = 'A retrieval aid for comparison, not a diagnosis.';
  * Counts labels among the similar cases (one vote per case: the label of its best hit) and words the result
  * as a decision aid, e.g. "7 of 10 similar cases are labelled glioma; 2 meningioma; 1 unlabelled."
  *
+ * With a label filter on, every case carries that label by construction: counting them ("9 of 9 are
+ * labelled glioma") would read as evidence. The text then says that a filter is on instead.
+ *
  * @param {{label: string|null}[]} cases - one entry per similar case (a study group or a hit)
- * @returns {{total: number, counts: {label: string|null, count: number}[], text: string, disclaimer: string}}
+ * @param {{filterLabel?: string|null}} [options] - the label filter the answer was made with
+ * @returns {{total: number, counts: {label: string|null, count: number}[], text: string, disclaimer: string,
+ *   filtered: boolean}}
  */
-export default function summarizeLabels(cases) {
+export default function summarizeLabels(cases, { filterLabel = null } = {}) {
   const list = cases || [];
+  const filter = _normalise(filterLabel);
   const tally = new Map();
   for (const item of list) {
     const label = _normalise(item?.label);
@@ -17,7 +23,16 @@ export default function summarizeLabels(cases) {
   const counts = [...tally.entries()]
     .map(([label, count]) => ({ label, count }))
     .sort((a, b) => b.count - a.count || _name(a.label).localeCompare(_name(b.label)));
-  return { total: list.length, counts, text: _words(counts, list.length), disclaimer: DISCLAIMER };
+  const text = filter === null ? _words(counts, list.length) : _filteredWords(filter, list.length);
+  return { total: list.length, counts, text, disclaimer: DISCLAIMER, filtered: filter !== null };
+}
+
+function _filteredWords(filter, total) {
+  const cases = total === 1 ? 'case' : 'cases';
+  return (
+    `Label filter on: only cases labelled ${filter} are shown (${total} ${cases}), so these labels say ` +
+    'nothing about what the nearest cases are. Set the label to "any" for a summary.'
+  );
 }
 
 function _words(counts, total) {

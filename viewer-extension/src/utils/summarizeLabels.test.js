@@ -27,3 +27,19 @@ test('no cases', () => {
   assert.equal(summary.total, 0);
   assert.equal(summary.text, 'No similar cases to summarise.');
 });
+
+test('with a label filter on, the labels are not counted as if they were evidence', () => {
+  const summary = summarizeLabels(cases('glioma', 'glioma', 'glioma'), { filterLabel: 'glioma' });
+  assert.equal(summary.filtered, true);
+  assert.doesNotMatch(summary.text, /3 of 3/);
+  assert.match(summary.text, /^Label filter on: only cases labelled glioma are shown \(3 cases\)/);
+  assert.match(summary.text, /"any"/);
+  assert.equal(summary.disclaimer, DISCLAIMER);
+  assert.match(summarizeLabels(cases('glioma'), { filterLabel: 'glioma' }).text, /\(1 case\)/);
+});
+
+test('an empty filter is no filter', () => {
+  const summary = summarizeLabels(cases('glioma', 'meningioma'), { filterLabel: ' ' });
+  assert.equal(summary.filtered, false);
+  assert.equal(summary.text, '1 of 2 similar cases are labelled glioma; 1 meningioma.');
+});

@@ -1,5 +1,6 @@
 import React from 'react';
 import { ensureStyles } from './styles.js';
+import { similarityText, similarityTooltip } from '../../utils/formatPercentile.js';
 
 /** Renders the panel from props only; it knows nothing of OHIF services or of the API. */
 export default function SimilarCasesView({
@@ -16,6 +17,8 @@ export default function SimilarCasesView({
   onRetry,
   onOpen,
   thumbnailUrl,
+  comparing = null,
+  onBack,
 }) {
   ensureStyles();
   const shown = state.status === 'results' ? state : state.status === 'loading' ? state.previous : null;
@@ -34,6 +37,15 @@ export default function SimilarCasesView({
             : 'Waiting for an image in the active viewport'}
         </div>
       </div>
+
+      {comparing && (
+        <div className="cbmir-compare" data-testid="cbmir-compare" data-study-instance-uid={comparing.studyInstanceUid}>
+          <span>Side by side with a similar case.</span>
+          <button type="button" className="cbmir-open" data-testid="cbmir-back" onClick={onBack}>
+            Back to single study
+          </button>
+        </div>
+      )}
 
       <div className="cbmir-controls">
         <label className="cbmir-control">
@@ -72,13 +84,26 @@ export default function SimilarCasesView({
 
       {shown && (
         <>
-          <div className="cbmir-summary" data-testid="cbmir-summary">
+          <div
+            className="cbmir-summary"
+            data-testid="cbmir-summary"
+            data-filtered={shown.summary.filtered ? 'true' : 'false'}
+          >
             <div>{shown.summary.text}</div>
             <div className="cbmir-disclaimer">{shown.summary.disclaimer}</div>
           </div>
+          <div className="cbmir-legend" title="Hover a case's percentage for its raw cosine similarity">
+            "Closer than 99.8 %": the case is more similar to this slice than 99.8 % of the archive.
+          </div>
           <ol className={`cbmir-results${state.status === 'loading' ? ' cbmir-stale' : ''}`}>
             {shown.groups.map(group => (
-              <ResultCard key={group.studyInstanceUid || group.best.sop_instance_uid} group={group} onOpen={onOpen} thumbnailUrl={thumbnailUrl} />
+              <ResultCard
+                key={group.studyInstanceUid || group.best.sop_instance_uid}
+                group={group}
+                onOpen={onOpen}
+                thumbnailUrl={thumbnailUrl}
+                compared={!!comparing && comparing.studyInstanceUid === group.studyInstanceUid}
+              />
             ))}
           </ol>
         </>
@@ -87,14 +112,15 @@ export default function SimilarCasesView({
   );
 }
 
-function ResultCard({ group, onOpen, thumbnailUrl }) {
+function ResultCard({ group, onOpen, thumbnailUrl, compared }) {
   const hit = group.best;
   const src = thumbnailUrl(hit);
   const more = group.hits.length - 1;
   return (
     <li
-      className="cbmir-result"
+      className={`cbmir-result${compared ? ' cbmir-compared' : ''}`}
       data-testid="cbmir-result"
+      data-compared={compared ? 'true' : 'false'}
       data-label={group.label ?? ''}
       data-study-instance-uid={group.studyInstanceUid ?? ''}
       data-sop-instance-uid={hit.sop_instance_uid ?? ''}
@@ -103,8 +129,14 @@ function ResultCard({ group, onOpen, thumbnailUrl }) {
       <div className="cbmir-meta">
         <div className="cbmir-row">
           <span className={`cbmir-label${group.label ? '' : ' cbmir-unlabelled'}`}>{group.label || 'unlabelled'}</span>
-          <span className="cbmir-score" title="Cosine similarity of the image embeddings">
-            {_formatScore(hit.score)}
+          <span
+            className="cbmir-score"
+            data-testid="cbmir-similarity"
+            data-score={typeof hit.score === 'number' ? hit.score : ''}
+            data-percentile={typeof hit.percentile === 'number' ? hit.percentile : ''}
+            title={similarityTooltip(hit)}
+          >
+            {similarityText(hit)}
           </span>
         </div>
         <div className="cbmir-detail">{_formatDate(hit.study_date) || 'no study date'}</div>
@@ -120,10 +152,10 @@ function ResultCard({ group, onOpen, thumbnailUrl }) {
             type="button"
             className="cbmir-open"
             data-testid="cbmir-open"
-            title="Open this study in the viewer, on this slice"
+            title="Open this case beside the study you are reading (this panel stays open)"
             onClick={() => onOpen(hit)}
           >
-            Open
+            {compared ? 'Shown' : 'Compare'}
           </button>
         </div>
       </div>
@@ -175,10 +207,6 @@ function Message({ kind, children }) {
       {children}
     </div>
   );
-}
-
-function _formatScore(score) {
-  return typeof score === 'number' ? score.toFixed(3) : '';
 }
 
 function _formatDate(date) {

@@ -102,3 +102,32 @@ test('the other states each say what happened', () => {
     assert.match(html, new RegExp(`data-state="${state.status}"`));
   }
 });
+
+test('each card reads its percentile; the tooltip explains it and keeps the raw cosine', () => {
+  const html = render(props(loaded([hit({ score: 0.9995312, percentile: 99.83 }), hit({ study_instance_uid: 'ST.2', score: 0.41, percentile: 37.5 })])));
+  assert.match(html, /data-testid="cbmir-similarity"[^>]*data-percentile="99.83"[^>]*title="[^"]*99\.8 % of the images in this archive[^"]*Raw cosine similarity of the image embeddings: 0\.999531/);
+  assert.match(html, />closer than 99\.8 %</);
+  assert.match(html, />closer than 37 %</);
+  assert.doesNotMatch(html, />0\.9995/); // the raw cosine is in the tooltip, not the card
+  assert.match(html, /class="cbmir-legend"/);
+});
+
+test('with a label filter on, the summary says so instead of counting the filtered label', () => {
+  const loading = panelReducer(initialState, { type: 'start', requestKey: 'k' });
+  const body = { query: { params: { label: 'glioma' } }, results: [hit(), hit({ study_instance_uid: 'ST.2' })] };
+  const html = render({ ...props(panelReducer(loading, { type: 'success', requestKey: 'k', body })), label: 'glioma' });
+  assert.match(html, /data-testid="cbmir-summary" data-filtered="true"/);
+  assert.match(html, /Label filter on: only cases labelled glioma are shown \(2 cases\)/);
+  assert.doesNotMatch(html, /2 of 2/);
+});
+
+test('comparing: a bar with one click back, the compared case marked', () => {
+  const state = loaded([hit(), hit({ study_instance_uid: 'ST.2', instance: 'i2' })]);
+  const html = render({ ...props(state), comparing: { studyInstanceUid: 'ST.2' }, onBack: noop });
+  assert.match(html, /data-testid="cbmir-compare" data-study-instance-uid="ST.2"/);
+  assert.match(html, /data-testid="cbmir-back"[^>]*>Back to single study</);
+  assert.match(html, /data-compared="true" data-label="glioma" data-study-instance-uid="ST.2"/);
+  assert.match(html, /data-compared="false" data-label="glioma" data-study-instance-uid="ST.1"/);
+  assert.equal(count(html, '>Compare<'), 1);
+  assert.doesNotMatch(render(props(state)), /cbmir-compare/);
+});

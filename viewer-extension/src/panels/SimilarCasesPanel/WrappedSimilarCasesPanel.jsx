@@ -4,6 +4,7 @@ import trackActiveImage from '../../utils/trackActiveImage.js';
 import labelsFromStatus from '../../utils/labelsFromStatus.js';
 import studyLocation from '../../utils/studyLocation.js';
 import resultThumbnailUrl from '../../utils/thumbnailUrl.js';
+import compareLocation, { studiesInUrl } from '../../utils/compareLocation.js';
 import { initialState, makeRequestKey, panelReducer } from '../../utils/panelState.js';
 import SimilarCasesView from './SimilarCasesView.jsx';
 
@@ -11,7 +12,7 @@ import SimilarCasesView from './SimilarCasesView.jsx';
  * Binds the panel to OHIF (active viewport and slice, navigation) and to the CBMIR API; the view only
  * renders what it is given.
  */
-export default function WrappedSimilarCasesPanel({ servicesManager, commandsManager, config }) {
+export default function WrappedSimilarCasesPanel({ servicesManager, commandsManager, panelOpener, config }) {
   const client = useMemo(() => new CbmirClient({ apiRoot: config.apiRoot }), [config.apiRoot]);
   const [image, setImage] = useState(null);
   const [queryImage, setQueryImage] = useState(null);
@@ -23,6 +24,7 @@ export default function WrappedSimilarCasesPanel({ servicesManager, commandsMana
   const [state, dispatch] = useReducer(panelReducer, initialState);
 
   useEffect(() => trackActiveImage(servicesManager.services, setImage), [servicesManager]);
+  useEffect(() => panelOpener?.panelShown(), [panelOpener]); // on screen: the opener can stop
 
   // The label filter offers the model's labels from the start, not only those answers have named.
   useEffect(() => {
@@ -52,7 +54,7 @@ export default function WrappedSimilarCasesPanel({ servicesManager, commandsMana
     client
       .similar(sopInstanceUid, { k, excludeSamePatient, label, groupBy: 'study', signal: abort.signal })
       .then(body => {
-        dispatch({ type: 'success', requestKey, body });
+        dispatch({ type: 'success', requestKey, body, label });
         const labels = body.results.map(hit => hit.label).filter(Boolean);
         setSeenLabels(previous => _union(previous, labels));
       })
@@ -75,23 +77,54 @@ export default function WrappedSimilarCasesPanel({ servicesManager, commandsMana
 
   const commandsRef = useRef(commandsManager);
   commandsRef.current = commandsManager;
-  const openHit = useCallback(hit => {
-    const { to, href } = studyLocation({
-      pathname: window.location.pathname,
-      basename: window.config?.routerBasename || window.PUBLIC_URL || '/',
-      studyInstanceUid: hit.study_instance_uid,
-      seriesInstanceUid: hit.series_instance_uid,
-      sopInstanceUid: hit.sop_instance_uid,
-    });
+  const [, setNavigations] = useState(0);
+  const openerRef = useRef(panelOpener);
+  openerRef.current = panelOpener;
+  const navigate = useCallback(({ to, href }) => {
+    openerRef.current?.keepOpen(); // OHIF rebuilds the side panels on a new study list
     try {
       commandsRef.current.runCommand('navigateHistory', { to });
     } catch (error) {
       console.warn('cbmir: navigateHistory failed, loading the page instead', error);
       window.location.assign(href);
     }
+    setNavigations(n => n + 1);
   }, []);
 
   const thumbnailUrl = useCallback(hit => resultThumbnailUrl(hit, config), [config]);
+  // The study being read is the first of the URL's studies; a compared case is the second.
+  const studies = studiesInUrl(window.location.search);
+  const reading = studies[0] || queryImage?.studyInstanceUid || null;
+  const comparing = studies.length > 1 ? { studyInstanceUid: studies[1] } : null;
+  const where = () => ({
+    pathname: window.location.pathname,
+    basename: window.config?.routerBasename || window.PUBLIC_URL || '/',
+  });
+  const readingSlice = () =>
+    queryImage && queryImage.studyInstanceUid === reading
+      ? { seriesInstanceUid: queryImage.seriesInstanceUid, sopInstanceUid: queryImage.sopInstanceUid }
+      : {};
+
+  // "Compare": the similar case beside the study being read (OHIF's two-study hanging protocol).
+  const openHit = hit => {
+    const other = {
+      studyInstanceUid: hit.study_instance_uid,
+      seriesInstanceUid: hit.series_instance_uid,
+      sopInstanceUid: hit.sop_instance_uid,
+    };
+    const location = reading
+      ? compareLocation({
+          ...where(),
+          current: { studyInstanceUid: reading, ...readingSlice() },
+          other,
+          protocolId: config.compareProtocolId,
+        })
+      : studyLocation({ ...where(), ...other });
+    navigate(location);
+  };
+
+  const backToSingle = () => navigate(studyLocation({ ...where(), studyInstanceUid: reading, ...readingSlice() }));
+
 
   return (
     <SimilarCasesView
@@ -108,6 +141,8 @@ export default function WrappedSimilarCasesPanel({ servicesManager, commandsMana
       onRetry={() => setRetryTick(tick => tick + 1)}
       onOpen={openHit}
       thumbnailUrl={thumbnailUrl}
+      comparing={comparing}
+      onBack={backToSingle}
     />
   );
 }

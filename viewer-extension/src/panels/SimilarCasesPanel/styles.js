@@ -29,6 +29,11 @@ const CSS = `
 .cbmir-detail{font-size:11px;color:#9ca3af;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
 .cbmir-open{background:#1e4f66;color:#e5f6fb;border:0;border-radius:3px;padding:2px 10px;font-size:12px;cursor:pointer}
 .cbmir-open:hover{background:#2a6f8f}
+.cbmir-compare{display:flex;justify-content:space-between;align-items:center;gap:6px;background:#1e3a2a;border:1px solid #2f6b47;
+  border-radius:4px;padding:6px 8px;color:#d1fae5;font-size:12px}
+.cbmir-compared{border-color:#5acce6}
+.cbmir-legend{font-size:11px;color:#9ca3af;line-height:1.3}
+.cbmir-score{cursor:help;white-space:nowrap;font-size:12px}
 .cbmir-link{background:none;border:0;color:#5acce6;text-decoration:underline;cursor:pointer;padding:0;font-size:12px}
 `;
 
