@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from . import routes
+from . import reconcile, routes
 from .catchup import ChangeFollower
 from .config import ConfigError, load_config
 from .engine import Engine
@@ -119,6 +119,12 @@ def register(orthanc) -> dict:
     orthanc.RegisterRestCallback("/cbmir/query", Query)
     orthanc.RegisterRestCallback("/cbmir/status", Status)
     orthanc.RegisterRestCallback("/cbmir/reindex", Reindex)
+
+    def Reconcile(output, uri, **request):
+        routes.answer(output, request, "POST", lambda: reconcile.route(
+            orthanc, engine, lambda: routes.list_instances(orthanc)), log)
+
+    orthanc.RegisterRestCallback("/cbmir/reconcile", Reconcile)
     try:
         from .static_routes import register_static_routes
     except ImportError:

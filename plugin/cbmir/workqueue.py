@@ -23,6 +23,7 @@ class WorkQueue:
         self._queued: dict[str, bool] = {}   # instance -> force
         self._since: dict[str, float] = {}    # instance -> monotonic time it was queued
         self._in_flight: set[str] = set()
+        self._again: dict[str, bool] = {}  # put while in flight -> arrival? (queued at done())
         self.stopped = False
         self.last_arrival = float("-inf")  # monotonic time of the last stored image
 
@@ -32,7 +33,10 @@ class WorkQueue:
             if arrival:
                 self.last_arrival = time.monotonic()
             if not force and instance in self._in_flight:
-                return  # being processed now; waiters see it pending until done()
+                # Being processed now; waiters see it pending until done(), which queues it
+                # once more: it may have been overwritten (deleted and stored again) meanwhile.
+                self._again[instance] = self._again.get(instance, False) or arrival
+                return
             if instance in self._queued:
                 self._queued[instance] = self._queued[instance] or force
                 return
@@ -68,7 +72,30 @@ class WorkQueue:
     def done(self, instances) -> None:
         with self._cond:
             self._in_flight.difference_update(instances)
+            for instance in instances:
+                if instance in self._again:
+                    self._add(instance, False, self._again.pop(instance))
             self._cond.notify_all()
+
+    def requeue(self, items) -> None:
+        """Put (instance, force) items taken by get_batch back, atomically, so they never
+        look done (the /changes checkpoint and re-index wait for them)."""
+        with self._cond:
+            for instance, force in items:
+                self._in_flight.discard(instance)
+                self._again.pop(instance, None)
+                if instance in self._queued:
+                    self._queued[instance] = self._queued[instance] or force
+                else:
+                    self._add(instance, force, False)
+            self._cond.notify_all()
+
+    def _add(self, instance: str, force: bool, arrival: bool) -> None:
+        if instance in self._queued:
+            return
+        self._queued[instance] = force
+        self._since[instance] = time.monotonic()
+        self._lanes[arrival].append(instance)
 
     def wait_for_work(self, timeout: float) -> bool:
         """Wait (without taking anything) until an item is queued; False on timeout/stop."""
