@@ -48,6 +48,7 @@ def read_header(data: bytes, max_header_bytes: int = MAX_HEADER_BYTES):
     """pydicom Dataset of everything before the pixel data, reading a bounded amount."""
     import pydicom
 
+    original = data  # a bytes object is parsed in place: BytesIO shares its buffer
     data = memoryview(data).cast("B")
     stream = io.BytesIO(data)
     pydicom.filereader.read_preamble(stream, force=True)
@@ -56,7 +57,7 @@ def read_header(data: bytes, max_header_bytes: int = MAX_HEADER_BYTES):
     except Exception as error:  # noqa: BLE001 - pydicom raises many types on junk
         raise BadHeader(f"not a readable DICOM file: {error}") from error
     if str(file_meta.get("TransferSyntaxUID", "")) != DEFLATED:
-        return _read(bytes(data))
+        return _read(original if isinstance(original, bytes) else bytes(data))
     # Deflated: inflate chunk by chunk until the pixel data tag, then parse that prefix as
     # explicit VR little endian (what a deflated data set is, once inflated).
     start = stream.tell()

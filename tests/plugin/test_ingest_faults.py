@@ -131,15 +131,21 @@ def small_disk(tmp_path):
 
 
 def test_a_full_index_disk_loses_no_image(make_server, small_disk):
+    # CatchUpSeconds 3600: the /changes follower polls only at start, so only the worker's
+    # own retries can bring the failed batches back (the follower would mask a lost batch).
     server = make_server("full", cbmir={"IndexDirectory": str(small_disk),
-                                        "RebuildThreshold": 1_000_000})
+                                        "RebuildThreshold": 1_000_000, "CatchUpSeconds": 3600})
     stored = [server.upload(d)["ID"] for d in images(300, "FULL")]
     status = wait_for(lambda: (s := server.status())["store_error"] and s, timeout=120)
     assert "full" in status["store_error"]["error"]  # visible in status ...
     assert status["pending"] > 0 and status["indexed"] < 300  # ... and nothing counted done
     assert "cannot write the index" in server.log_tail(200000)
     subprocess.run(["mount", "-o", "remount,size=20m", str(small_disk)], check=True)  # space back
-    status = server.wait_idle(timeout=240)
+    try:
+        status = wait_for(lambda: (s := server.status())["pending"] == 0
+                          and s["store_error"] is None and s, timeout=240)
+    except TimeoutError:
+        pytest.fail(f"still not written after the space came back: {server.status()}")
     assert status["indexed"] == 300 and status["failed"] == 0 and status["store_error"] is None
     rows = query(db(server, small_disk / "cbmir.sqlite"), "SELECT DISTINCT instance FROM vectors")
     assert {r[0] for r in rows} == set(stored)
