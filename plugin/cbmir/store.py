@@ -335,9 +335,9 @@ class Store:
                 raise
 
     def drop_generations(self, keep: int, only: int | None = None) -> int:
-        """Delete the rows of every generation but `keep` (or only those of `only`);
-        returns how many."""
-        where, args = ("generation<>?", (keep,)) if only is None else ("generation=?", (only,))
+        """Delete the rows of the generations older than `keep` (or only those of `only`);
+        returns how many. (A range on UNIQUE(generation, ...)'s leading column: no scan.)"""
+        where, args = ("generation<?", (keep,)) if only is None else ("generation=?", (only,))
         with self._write_lock:
             count = self._conn().execute(f"DELETE FROM vectors WHERE {where}", args).rowcount
         if count:
