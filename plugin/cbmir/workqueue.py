@@ -39,6 +39,9 @@ class WorkQueue:
                 return
             if instance in self._queued:
                 self._queued[instance] = self._queued[instance] or force
+                if arrival:  # queued as backlog first (a 409 query came before NEW_INSTANCE):
+                    self._lanes[True].append(instance)  # promote it; get_batch skips the stale one
+                    self._cond.notify_all()
                 return
             self._queued[instance] = force
             self._since[instance] = time.monotonic()
@@ -46,7 +49,15 @@ class WorkQueue:
             self._cond.notify_all()
 
     def _any(self) -> bool:
+        self._drop_stale_heads()
         return bool(self._lanes[True] or self._lanes[False])
+
+    def _drop_stale_heads(self) -> None:
+        """An instance promoted to the arrival lane leaves a stale entry in the backlog (or
+        the other way round); drop such entries at the heads (callers hold the lock)."""
+        for order in self._lanes.values():
+            while order and order[0] not in self._queued:
+                order.popleft()
 
     def get_batch(self, size: int, timeout: float,
                   arrivals_only: bool = False) -> list[tuple[str, bool]]:
@@ -64,6 +75,8 @@ class WorkQueue:
                 order = self._lanes[lane]
                 while order and len(batch) < size:
                     instance = order.popleft()
+                    if instance not in self._queued:
+                        continue  # taken already through the other lane
                     batch.append((instance, self._queued.pop(instance)))
                     self._since.pop(instance, None)
                     self._in_flight.add(instance)
@@ -111,6 +124,7 @@ class WorkQueue:
     def oldest_age(self, arrivals_only: bool = False) -> float:
         """Seconds since the oldest queued item (of the arrival lane) was queued; 0 when none."""
         with self._cond:
+            self._drop_stale_heads()
             heads = [lane[0] for arrival, lane in self._lanes.items()
                      if lane and (arrival or not arrivals_only)]
             if not heads:
