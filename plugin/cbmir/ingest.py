@@ -214,10 +214,10 @@ class Ingestor:
             meta = {}
             try:
                 meta, frames = self.load(instance)
-                prepared = {}
-                for size in {model.input_size for _, model in targets}:
-                    prepared[size] = [preprocess(limits.reduce(frame, size), size)
-                                      for frame in frames]
+                prepared = {model.input_size: [] for _, model in targets}
+                for frame in frames:  # one pass: `frames` may be a generator (one frame at a time)
+                    for size, inputs in prepared.items():
+                        inputs.append(preprocess(limits.reduce(frame, size), size))
                 del frames
             except _Gone:
                 continue
