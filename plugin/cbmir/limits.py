@@ -21,7 +21,6 @@ import numpy as np
 MAX_HEADER_BYTES = 16 * 1024 * 1024  # a header (everything before the pixels) larger is refused
 CHUNK = 1024 * 1024
 DEFLATED = "1.2.840.10008.1.2.1.99"
-EXPLICIT_LE = "1.2.840.10008.1.2.1"
 PIXEL_TAGS = (b"\xe0\x7f\x10\x00", b"\xe0\x7f\x08\x00", b"\xe0\x7f\x09\x00")  # (7FE0,0010/08/09)
 
 
@@ -58,8 +57,10 @@ def read_header(data: bytes, max_header_bytes: int = MAX_HEADER_BYTES):
         raise BadHeader(f"not a readable DICOM file: {error}") from error
     if str(file_meta.get("TransferSyntaxUID", "")) != DEFLATED:
         return _read(original if isinstance(original, bytes) else bytes(data))
-    # Deflated: inflate chunk by chunk until the pixel data tag, then parse that prefix as
-    # explicit VR little endian (what a deflated data set is, once inflated).
+    # Deflated: inflate chunk by chunk; whenever a pixel data tag may have arrived, parse the
+    # inflated prefix (explicit VR little endian) element by element. Only a parse that
+    # stops *at* a pixel data element counts: the same four bytes inside an earlier value
+    # (a hostile name, say) are read as that value, so they cannot cut the header short.
     start = stream.tell()
     inflater = zlib.decompressobj(-zlib.MAX_WBITS)
     prefix = bytearray()
@@ -70,30 +71,34 @@ def read_header(data: bytes, max_header_bytes: int = MAX_HEADER_BYTES):
         pending = inflater.unconsumed_tail
         prefix += chunk
         ended = not chunk and not pending
-        for tag in PIXEL_TAGS:
-            at = prefix.find(tag, max(0, searched - 4))
-            if at >= 0 and (len(prefix) >= at + 12 or ended):
-                header = _prefix_file(data[:start], file_meta, bytes(prefix[:at]))
-                return _read(header)
+        if ended or any(prefix.find(tag, max(0, searched - 4)) >= 0 for tag in PIXEL_TAGS):
+            dataset, at_pixels = _parse_prefix(bytes(prefix))
+            if at_pixels or ended:
+                dataset.file_meta = file_meta
+                return dataset
         searched = len(prefix)
-        if ended:
-            return _read(_prefix_file(data[:start], file_meta, bytes(prefix)))
         if len(prefix) > max_header_bytes:
             raise TooLarge(f"too large: no pixel data within the first {max_header_bytes} "
                            f"bytes of the inflated data set")
 
 
-def _prefix_file(head: memoryview, file_meta, body: bytes) -> bytes:
-    """A small DICOM file: the original file meta, relabelled explicit VR LE, and `body`."""
-    from pydicom.filewriter import write_file_meta_info
-    from pydicom.filebase import DicomBytesIO
+def _stop_at_pixels(tag, vr, length) -> bool:
+    return tag in (0x7FE00010, 0x7FE00008, 0x7FE00009)
 
-    meta = file_meta.copy()
-    meta.TransferSyntaxUID = EXPLICIT_LE
-    out = DicomBytesIO()
-    out.write(b"\x00" * 128 + b"DICM")
-    write_file_meta_info(out, meta, enforce_standard=False)
-    return out.getvalue() + body
+
+def _parse_prefix(prefix: bytes):
+    """(dataset, stopped at a pixel data element) for an explicit VR LE data set prefix."""
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filereader import read_dataset
+
+    stream = DicomBytesIO(prefix)
+    stream.is_little_endian, stream.is_implicit_VR = True, False
+    try:
+        dataset = read_dataset(stream, False, True, stop_when=_stop_at_pixels)
+    except (EOFError, OSError, ValueError, struct.error, KeyError) as error:
+        raise BadHeader(f"not a readable deflated data set: {error}") from error
+    position = stream.tell()
+    return dataset, position + 12 <= len(prefix) and prefix[position:position + 4] in PIXEL_TAGS
 
 
 def check_size(dataset, max_frame_pixels: int, max_instance_pixels: int) -> None:

@@ -110,3 +110,13 @@ def test_an_image_queued_by_a_query_before_its_arrival_moves_to_the_arrival_lane
     assert queue.oldest_age(arrivals_only=True) == 0.0
     assert queue.get_batch(5, timeout=0) == [("old-backlog", False)]
     assert queue.pending() == 2 and not queue.wait_for_work(timeout=0)
+
+
+def test_pixel_tag_bytes_inside_an_earlier_value_do_not_cut_the_header_short():
+    """A hostile deflated bomb hides the pixel data tag's bytes in PatientName: the header
+    must still show its rows and columns, so the limits refuse it."""
+    data = deflated_image(8192, 8192, 4, patient_id="A\xe0\x7f\x10\x00B".encode("latin1")
+                          .decode("latin1"))
+    header = limits.read_header(data)
+    with pytest.raises(limits.TooLarge, match="MaxFramePixels"):
+        limits.check_size(header, 4096 * 4096, 2 ** 34)
