@@ -9,13 +9,15 @@ replays, and the store's uniqueness makes the replay idempotent.
 
 Deletions are not in Orthanc's /changes log (deleting a resource also removes
 its changes), so they arrive through the OnChange DELETED callback
-(`on_deleted`), and `reconcile` drops, at every start, whatever was deleted while
-the plugin was off or killed.
+(`on_deleted`), and `cbmir.reconcile` drops, at every start, whatever was deleted
+while the plugin was off or killed, and queues whatever the index lacks.
 """
 from __future__ import annotations
 
 import json
 import threading
+
+from .reconcile import reconcile
 
 CHECKPOINT = "changes_checkpoint"
 PAGE = 200
@@ -60,8 +62,8 @@ class ChangeFollower:
 
     def _run(self) -> None:
         queue = self.engine.queue
-        try:
-            self.reconcile(self.list_instances)
+        try:  # both ways: the missing are queued, the deleted removed
+            reconcile(self.engine, self.list_instances)
         except Exception as error:
             self.engine.log.error(f"CBMIR: start-up reconciliation failed: {error!r}")
         while not queue.stopped:

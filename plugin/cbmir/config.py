@@ -38,6 +38,11 @@ class Config:
     max_upload_bytes: int = 64 * 1024 * 1024
     catch_up_seconds: float = 5.0
     index_delay_seconds: float = 1.2
+    # Decoded-size limits checked on the header before any pixel is decoded (issue 11):
+    # rows x columns per frame (4096 x 4096), and rows x columns x frames per instance
+    # (about 256 MiB of 16-bit pixels, which a deflated file inflates to in memory).
+    max_frame_pixels: int = 4096 * 4096
+    max_instance_pixels: int = 128 * 1024 * 1024
     viewer_directory: Path | None = None
 
     def accepts_modality(self, modality: str) -> bool:
@@ -108,7 +113,8 @@ def load_config(orthanc_config: dict) -> Config:
         raise ConfigError(f"{SECTION} must be a JSON object, got {type(section).__name__}")
     known = {"ModelPath", "IndexDirectory", "Modalities", "LabelTag", "BatchSize", "Threads",
              "Device", "RebuildThreshold", "AnnoyTrees", "AnnoySearchK", "Candidates",
-             "MaxUploadBytes", "CatchUpSeconds", "IndexDelaySeconds", "ViewerDirectory"}
+             "MaxUploadBytes", "CatchUpSeconds", "IndexDelaySeconds", "ViewerDirectory",
+             "MaxFramePixels", "MaxInstancePixels"}
     unknown = sorted(set(section) - known)
     if unknown:
         raise ConfigError(f"unknown key(s) {', '.join(_key(k) for k in unknown)}; "
@@ -141,4 +147,7 @@ def load_config(orthanc_config: dict) -> Config:
         index_delay_seconds=_seconds(section, "IndexDelaySeconds", default.index_delay_seconds,
                                      0, 3600),
         viewer_directory=_path(section, "ViewerDirectory", default.viewer_directory),
+        max_frame_pixels=_int(section, "MaxFramePixels", default.max_frame_pixels, 64, 2 ** 31),
+        max_instance_pixels=_int(section, "MaxInstancePixels", default.max_instance_pixels,
+                                 64, 2 ** 34),
     )

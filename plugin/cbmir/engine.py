@@ -7,8 +7,10 @@ each of those parts only calls it.
 """
 from __future__ import annotations
 
+import collections
 import os
 import threading
+import time
 
 from .config import Config
 from .embed import Embedder, ModelUnavailable
@@ -17,6 +19,8 @@ from .logs import Log
 from .metrics import Latencies
 from .store import Store
 from .workqueue import WorkQueue
+
+SWITCH_GRACE_SECONDS = 2.0  # old rows outlive a switch-over this long, for queries in flight
 
 
 class Engine:
@@ -38,6 +42,15 @@ class Engine:
         self._rebuild_thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self.deletions_done = 0  # delete() calls finished since start (status "deletions")
+        self._deleted = collections.deque(maxlen=10_000)  # (seq, level, id): see deleted_since
+        self._deletion_seq = 0
+        self._old_model: tuple[str, Embedder | None] | None = None  # (version, its embedder)
+        self.store_error = None  # callable -> dict | None: the worker's failed writes (status)
+        if int(self.store.get_state("reindex_generation", "0") or 0) == 0:
+            try:  # rows a switch-over left when the process was killed during its grace
+                self.store.drop_generations(self.active.generation)
+            except Exception as error:  # noqa: BLE001 - harmless leftovers, next start retries
+                log(f"CBMIR: cannot drop old generations: {error!r}")
 
     def _new_index(self, generation: int) -> VectorIndex:
         c = self.config
@@ -52,6 +65,7 @@ class Engine:
         try:
             self.embedder = Embedder(c.model_path, threads=c.threads, device=c.device)
             self.model_error = None
+            self._remember_model(self.embedder)
             self.log.info(f"CBMIR: model {c.model_path} v{self.embedder.version} "
                           f"dim {self.embedder.dim} on {', '.join(self.embedder.providers)}")
             return True
@@ -83,6 +97,59 @@ class Engine:
         rows = self.store.rows("generation=? LIMIT 1", (self.active.generation,))
         return bool(rows) and rows[0]["model_version"] != self.embedder.version
 
+    def _remember_model(self, embedder: Embedder) -> None:
+        """Where each model version lives, so that while a re-index moves to a new model the
+        old one can still embed new arrivals (and uploads) for the generation it made."""
+        try:
+            self.store.set_state(f"model_path:{embedder.version}", str(embedder.model_path))
+        except Exception as error:  # an unwritable index must not stop the model
+            self.log.warning(f"CBMIR: cannot record the model path: {error!r}")
+
+    def embedder_for(self, index: VectorIndex, current: Embedder | None) -> Embedder | None:
+        """The model whose vectors fill `index` (None: that model is not available).
+
+        An empty generation takes the current model. An older model is loaded from the
+        path recorded when it was last loaded, if that file still holds the same version."""
+        if current is None:
+            return None
+        rows = self.store.rows("generation=? LIMIT 1", (index.generation,))
+        version = rows[0]["model_version"] if rows else current.version
+        if version == current.version:
+            return current
+        with self._lock:
+            if self._old_model is not None and self._old_model[0] == version:
+                return self._old_model[1]
+        path = self.store.get_state(f"model_path:{version}")
+        old = None
+        if path and os.path.isfile(path):
+            try:
+                old = Embedder(path, threads=1, device=self.config.device, allow_spinning=False)
+            except ModelUnavailable:
+                old = None
+            if old is not None and old.version != version:
+                old = None
+        self.log(f"CBMIR: generation {index.generation} was made by model v{version}: "
+                 + (f"{path} embeds new images for it until the re-index ends" if old else
+                    "that model is gone; new images are searchable once the re-index ends"))
+        with self._lock:
+            self._old_model = (version, old)
+        return old
+
+    def answering_embedder(self) -> Embedder | None:
+        """The model for query uploads: the one that made the answering generation."""
+        return self.embedder_for(self.active, self.embedder)
+
+    def write_plan(self, embedder: Embedder | None) -> list[tuple[VectorIndex, Embedder]]:
+        """(index, model) pairs a new vector must reach: the active generation, so a new image
+        is searchable within the usual delay even while a re-index runs, and the re-index
+        target. While a re-index moves to a new model whose predecessor is gone, only the
+        target (the image becomes searchable at the switch)."""
+        target = self.target
+        if target is None:
+            return [(self.active, embedder)]
+        active = self.embedder_for(self.active, embedder)
+        return ([(self.active, active)] if active is not None else []) + [(target, embedder)]
+
     # -- writing -----------------------------------------------------------------------------
     def write_index(self) -> VectorIndex:
         """New vectors go to the re-index generation while one runs, else the active one."""
@@ -113,6 +180,9 @@ class Engine:
     def delete(self, level: str, orthanc_id: str) -> int:
         """Remove a deleted resource from the store and every index; counted in status once
         done, so a client can wait for Orthanc's asynchronous DELETED callback."""
+        with self._lock:
+            self._deletion_seq += 1
+            self._deleted.append((self._deletion_seq, level.lower(), orthanc_id))
         ids = self.store.delete_resource(level, orthanc_id)
         for index in (self.active, self.target):
             if index is not None:
@@ -120,6 +190,26 @@ class Engine:
         with self._lock:
             self.deletions_done += 1
         return len(ids)
+
+    def deletion_mark(self) -> int:
+        with self._lock:
+            return self._deletion_seq
+
+    def deleted_since(self, mark: int, records) -> set[str]:
+        """Instances of `records` under a resource deleted after `mark` (all of them when the
+        log no longer reaches back that far)."""
+        with self._lock:
+            log = [entry for entry in self._deleted if entry[0] > mark]
+            complete = not self._deleted or self._deleted[0][0] <= mark + 1
+        if not log:
+            return set()
+        if not complete:
+            return {r.instance for r in records}
+        deleted = {(level, resource) for _, level, resource in log}
+        return {r.instance for r in records
+                if ("instance", r.instance) in deleted or ("series", r.orthanc_series) in deleted
+                or ("study", r.orthanc_study) in deleted
+                or ("patient", r.orthanc_patient) in deleted}
 
     # -- re-index ------------------------------------------------------------------------------
     def start_reindex(self, list_instances, resume_generation: int | None = None) -> bool:
@@ -156,14 +246,22 @@ class Engine:
             if self.queue.stopped:
                 return  # resumed at next start from the persisted reindex_generation
             target.rebuild(self.store)
+            # Switch in memory and in the store at once, keeping the old rows a little:
+            # a query that took the old generation a moment ago still finds its rows
+            # (no 409, no empty answer), and every query after it takes the new one.
             with self._lock:
-                self.store.activate_generation(target.generation)
+                self.store.switch_generation(target.generation)
                 old, self.active, self.target = self.active, target, None
-                self.store.set_state("reindex_generation", 0)
-            old.discard_files()
+                self._old_model = None
             self.reindex_progress = {"running": False, "generation": target.generation,
-                                     "total": len(instances), "done": len(instances)}
+                                     "total": len(instances), "done": len(instances),
+                                     "old_generation": old.generation}  # until dropped
             self.log.info(f"CBMIR: re-index done, generation {target.generation} answers")
+            self.store.warm_cache(target.generation)
+            time.sleep(SWITCH_GRACE_SECONDS)
+            self.store.drop_generations(target.generation, only=old.generation)
+            old.discard_files()
+            self.reindex_progress.pop("old_generation", None)
         except Exception as error:
             self.reindex_progress["error"] = repr(error)
             self.log.error(f"CBMIR: re-index failed: {error!r}")
@@ -185,6 +283,8 @@ class Engine:
                 "latency": self.latency.describe(),
                 "checkpoint": int(self.store.get_state("changes_checkpoint", "0")),
                 "recent_failures": self.store.recent_failures(5),
+                "store_error": self.store_error() if self.store_error else None,
+                "in_progress": self.store.in_progress(),
                 "config": {"modalities": list(self.config.modalities),
                            "label_tag": self.config.label_tag_text,
                            "batch_size": self.config.batch_size}}

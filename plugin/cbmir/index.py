@@ -123,10 +123,14 @@ class VectorIndex:
             for position, vector in enumerate(vectors):
                 annoy_index.add_item(position, vector)
             annoy_index.build(self.trees, n_jobs=1)
-            annoy_index.save(str(self.directory / names["annoy"]))
-            annoy_index.unload()
-            np.save(self.directory / names["ids"], ids)
-            np.save(self.directory / names["vectors"], vectors)
+            try:
+                annoy_index.save(str(self.directory / names["annoy"]))
+                annoy_index.unload()
+                np.save(self.directory / names["ids"], ids)
+                np.save(self.directory / names["vectors"], vectors)
+            except Exception:  # a full disk: leave no partial files to fill it further
+                self._remove_files(names)
+                raise
             info = dict(names, dim=int(vectors.shape[1]), count=int(len(ids)),
                         trees=self.trees, generation=self.generation, built=time.time())
             built = _Built.load(self.directory, info)

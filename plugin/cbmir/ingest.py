@@ -21,7 +21,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from . import decode
+from . import decode, limits, retry
 from .preprocess import preprocess
 from .store import Record
 from .workqueue import Pacer
@@ -72,6 +72,9 @@ class Ingestor:
         self.embedder = None  # the worker's own low-priority session (see Engine.worker_embedder)
         # stays off the CPU while images arrive, for at most IndexDelaySeconds per image
         self.pacer = Pacer(engine.queue, hold=self.config.index_delay_seconds)
+        self.backoff = retry.Backoff()  # after a failed index write (status "store_error")
+        engine.store_error = self.backoff.describe
+        self._own_attempts: dict[str, int] = {}  # attempt rows this process left (not deaths)
 
     def start(self) -> None:
         self.thread = threading.Thread(target=self._run, name="cbmir-ingest", daemon=True)
@@ -99,6 +102,9 @@ class Ingestor:
                 continue
             if self.embedder is None or self.embedder.model_path != engine.embedder.model_path:
                 self.embedder = engine.worker_embedder()
+            if self.backoff.waiting():  # the index could not be written: wait, then retry
+                time.sleep(min(0.5, self.backoff.waiting()))
+                continue
             # Wait for work without taking it, so the first image of a burst waits its turn too.
             if not engine.queue.wait_for_work(timeout=0.5):
                 continue
@@ -109,77 +115,154 @@ class Ingestor:
                 continue
             try:
                 self.process(batch)
-            except Exception as error:  # never let the worker die
-                engine.log.error(f"CBMIR: worker error on {len(batch)} instance(s) "
-                                 f"{' '.join(i for i, _ in batch)}: {error!r}")
+                failures = self.backoff.succeeded()
+                if failures:
+                    engine.log.warning(f"CBMIR: the index is writable again after {failures} "
+                               f"failed attempt(s)")
+            except Exception as error:  # never let the worker die, never lose the batch
+                if retry.is_store_error(error):
+                    engine.queue.requeue(batch)  # still pending: the checkpoint waits for it
+                    delay = self.backoff.failed(error)
+                    engine.log.error(f"CBMIR: cannot write the index ({error!r}); {len(batch)} "
+                               f"instance(s) stay queued, retrying in {delay:g} s")
+                else:
+                    engine.log.error(f"CBMIR: worker error on {len(batch)} instance(s) "
+                                     f"{' '.join(i for i, _ in batch)}: {error!r}")
+                    self.reject_batch(batch, error)
             finally:
                 engine.queue.done([instance for instance, _ in batch])
 
     # -- one batch ------------------------------------------------------------------------------
     def process(self, batch: list[tuple[str, bool]]) -> None:
+        """Attempt counters first (see cbmir.retry): an instance whose earlier attempt died
+        with the process runs alone; one that died MAX_ATTEMPTS times is recorded failed."""
+        store = self.engine.store
+        stored = store.attempts(instance for instance, _ in batch)
+        normal = []
+        for item in batch:
+            deaths = stored[item[0]] - self._own_attempts.get(item[0], 0)
+            if deaths >= retry.MAX_ATTEMPTS:
+                store.reject(item[0], "failed", retry.killed_reason(deaths))
+                store.end_attempt([item[0]])
+                self._own_attempts.pop(item[0], None)
+                self.engine.log.error(f"CBMIR: failed {item[0]}: {retry.killed_reason(deaths)}")
+            elif deaths > 0:
+                self.process_group([item])
+            else:
+                normal.append(item)
+        if normal:
+            self.process_group(normal)
+
+    def process_group(self, group: list[tuple[str, bool]]) -> None:
+        instances = [instance for instance, _ in group]
+        store = self.engine.store
+        store.begin_attempt(instances)
+        for instance in instances:
+            self._own_attempts[instance] = self._own_attempts.get(instance, 0) + 1
+        try:
+            self._process(group)
+        finally:  # an exception is not a death: clear the counter (best effort on a full disk)
+            try:
+                store.end_attempt(instances)
+                for instance in instances:
+                    self._own_attempts.pop(instance, None)
+            except Exception:  # noqa: BLE001 - remembered in _own_attempts instead
+                pass
+
+    def reject_batch(self, batch, error: Exception) -> None:
+        """An unexpected error for a whole batch: record each as failed (visible), not lost."""
+        for instance, _ in batch:
+            try:
+                self.engine.store.reject(instance, "failed", f"{type(error).__name__}: {error}")
+            except Exception:  # noqa: BLE001 - unwritable: keep it queued instead
+                self.engine.queue.requeue([(instance, False)])
+
+    def _process(self, batch: list[tuple[str, bool]]) -> None:
         started = time.monotonic()
         engine = self.engine
-        deletions = engine.store.deletions
+        mark = engine.deletion_mark()
         embedder = self.embedder or engine.embedder
-        index = engine.write_index()
-        generation = index.generation
-        records, inputs = [], []
+        # Where new vectors go: the active generation (searchable at once) and, during a
+        # re-index, its target; each with the model that made that generation.
+        plan = engine.write_plan(embedder)
+        work: dict[int, tuple] = {}  # generation -> (index, embedder, records, inputs)
         for instance, force in batch:
-            if engine.store.has_instance(instance, generation):
+            targets = [(index, model) for index, model in plan
+                       if not engine.store.has_instance(instance, index.generation)]
+            if not targets:
                 continue
             if not force and engine.store.rejection(instance) is not None:
                 continue
             meta = {}
             try:
                 meta, frames = self.load(instance)
-                size = embedder.input_size
-                prepared = [preprocess(frame, size) for frame in frames]
+                prepared = {model.input_size: [] for _, model in targets}
+                for frame in frames:  # one pass: `frames` may be a generator (one frame at a time)
+                    for size, inputs in prepared.items():
+                        inputs.append(preprocess(limits.reduce(frame, size), size))
+                del frames
             except _Gone:
                 continue
-            except Skip as reason:
+            except (Skip, limits.TooLarge) as reason:
                 engine.store.reject(instance, "skipped", str(reason), meta)
                 engine.log.info(f"CBMIR: skipped {instance}: {reason}")
                 continue
             except Exception as error:
+                if retry.is_store_error(error):
+                    raise
                 engine.store.reject(instance, "failed", f"{type(error).__name__}: {error}", meta)
                 engine.log.error(f"CBMIR: failed {instance}: {type(error).__name__}: {error}")
                 continue
-            for frame_number, model_input in enumerate(prepared):
-                records.append(Record(instance=instance, frame=frame_number,
-                                      vector=np.zeros(0, np.float32), **meta))
-                inputs.append(model_input)
-        if not records:
+            for index, model in targets:
+                _, _, records, inputs = work.setdefault(index.generation, (index, model, [], []))
+                for frame_number, model_input in enumerate(prepared[model.input_size]):
+                    records.append(Record(instance=instance, frame=frame_number,
+                                          vector=np.zeros(0, np.float32), **meta))
+                    inputs.append(model_input)
+        embedded: dict[tuple, np.ndarray] = {}  # (model, instance, frame) -> vector: once each
+        written = []
+        for index, model, records, inputs in work.values():
+            todo = [n for n, r in enumerate(records)
+                    if (id(model), r.instance, r.frame) not in embedded]
+            for start in range(0, len(todo), self.config.batch_size):
+                chunk = todo[start:start + self.config.batch_size]
+                embed_began = time.perf_counter()
+                vectors = model.embed_inputs(np.stack([inputs[n] for n in chunk]))
+                engine.latency.record("embed", time.perf_counter() - embed_began, len(chunk))
+                for n, vector in zip(chunk, vectors):
+                    embedded[(id(model), records[n].instance, records[n].frame)] = vector
+            vectors = np.stack([embedded[(id(model), r.instance, r.frame)] for r in records])
+            for record, vector in zip(records, vectors):
+                record.vector = vector
+                record.model_version = model.version
+            ids = engine.store.add(records, index.generation)
+            new = [(row_id, vector) for row_id, vector in zip(ids, vectors) if row_id is not None]
+            if new:
+                engine.added(index, [row_id for row_id, _ in new], np.stack([v for _, v in new]))
+            written += records
+        if not written:
             return
-        vectors, embed_began = [], time.perf_counter()
-        for start in range(0, len(inputs), self.config.batch_size):
-            vectors.append(embedder.embed_inputs(
-                np.stack(inputs[start:start + self.config.batch_size])))
-        vectors = np.concatenate(vectors)
-        engine.latency.record("embed", time.perf_counter() - embed_began, len(inputs))
-        for record, vector in zip(records, vectors):
-            record.vector = vector
-            record.model_version = embedder.version
-        ids = engine.store.add(records, generation)
-        new = [(row_id, vector) for row_id, vector in zip(ids, vectors) if row_id is not None]
-        if new:
-            engine.added(index, [row_id for row_id, _ in new], np.stack([v for _, v in new]))
-        if engine.store.deletions != deletions:
-            self.drop_deleted_meanwhile({r.instance for r in records})
-        self.processed += len({r.instance for r in records})
-        for instance in dict.fromkeys(r.instance for r in records):
-            engine.log.info(f"CBMIR: indexed {instance} (generation {generation})")
+        stale = engine.deleted_since(mark, written)
+        if stale:
+            self.drop_deleted_meanwhile(stale)
+        self.processed += len({r.instance for r in written})
+        for instance in dict.fromkeys(r.instance for r in written):
+            engine.log.info(f"CBMIR: indexed {instance}")
         self.seconds += time.monotonic() - started
 
     def drop_deleted_meanwhile(self, instances: set[str]) -> None:
         """An instance deleted while it was being embedded must not stay indexed: its
         DELETED callback may have run before our insert. Checked after the insert, so
-        either this check or that callback removes it; only needed when some deletion
-        happened since the batch started (Orthanc deletes before it calls back)."""
+        either this check or that callback removes it. An instance that Orthanc still has
+        was overwritten meanwhile (OverwriteInstances: delete, then store again): our rows
+        hold the old content, so they go and the instance is queued again."""
         for instance in instances:
+            self.engine.delete("instance", instance)
             try:
                 self.orthanc.RestApiGet(f"/instances/{instance}")
             except self.orthanc.OrthancException:
-                self.engine.delete("instance", instance)
+                continue
+            self.engine.queue.put(instance, force=True)
 
     def load(self, instance: str) -> tuple[dict, Iterator[np.ndarray]]:
         """Metadata and display-ready frames (decoded lazily, one at a time) of a stored
@@ -189,7 +272,12 @@ class Ingestor:
             dicom = orthanc.GetDicomForInstance(instance)
         except orthanc.OrthancException as error:
             raise _Gone(instance) from error  # deleted since it was queued
-        dataset = decode.read_dataset(bytes(dicom))
+        # The header alone first (bounded, also for deflated files): a size over the limits
+        # is refused before any pixel is decoded (cbmir.limits).
+        try:
+            dataset = limits.read_header(dicom)
+        except limits.BadHeader as error:
+            raise decode.UndecodableImage(str(error)) from error
         parents = orthanc_ids(dataset)
         if parents.get("instance") != instance:  # unusual tags: ask Orthanc (2 more calls)
             try:
@@ -213,6 +301,8 @@ class Ingestor:
                 "orthanc_patient": parents["patient"]}
         if not self.config.accepts_modality(meta["modality"]):
             raise Skip(f"modality {meta['modality'] or '(none)'} not in CBMIR.Modalities")
+        limits.check_size(dataset, self.config.max_frame_pixels, self.config.max_instance_pixels)
+        dataset = decode.read_dataset(bytes(dicom))  # the whole file, now known to be bounded
         if "PixelData" not in dataset and "FloatPixelData" not in dataset \
                 and "DoubleFloatPixelData" not in dataset:
             raise Skip(f"no pixel data (SOP class {dataset_text(dataset, 'SOPClassUID')})")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from . import routes, thumbnails
+from . import reconcile, routes, thumbnails
 from .catchup import ChangeFollower
 from .config import ConfigError, load_config
 from .engine import Engine
@@ -136,6 +136,10 @@ def register(orthanc) -> dict:
         thumbnails.answer(output, request, lambda: thumbnails.thumbnail(
             orthanc, engine, request["groups"][0], request.get("get") or {}), log.error)
 
+    def Reconcile(output, uri, **request):
+        routes.answer(output, request, "POST", lambda: reconcile.route(
+            orthanc, engine, lambda: routes.list_instances(orthanc)), log.error)
+
     orthanc.RegisterOnChangeCallback(OnChange)
     orthanc.RegisterRestCallback("/cbmir/similar/([^/]+)", Similar)
     orthanc.RegisterRestCallback("/cbmir/query", Query)
@@ -144,6 +148,7 @@ def register(orthanc) -> dict:
     orthanc.RegisterRestCallback("/cbmir/verify", Verify)
     orthanc.RegisterRestCallback("/cbmir/thumbnail/([^/]+)", Thumbnail)
     register_openapi_route(orthanc, log.error)
+    orthanc.RegisterRestCallback("/cbmir/reconcile", Reconcile)
     try:
         from .static_routes import register_static_routes
     except ImportError:

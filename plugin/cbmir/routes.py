@@ -183,11 +183,12 @@ def query_upload(orthanc, engine, headers: dict, body: bytes) -> dict:
     else:
         raise ApiError(415, f"unsupported content type {content_type!r}: "
                             "use application/dicom, image/png or image/jpeg")
-    if engine.target is not None and engine.model_changed():
+    embedder = engine.answering_embedder()  # the model of the answering generation
+    if embedder is None:
         raise ApiError(409, "re-index to the new model in progress; retry when done",
                        reindex=engine.reindex_progress)
     try:
-        vector = engine.embedder.embed_images([pixels])[0]
+        vector = embedder.embed_images([pixels])[0]
     except ValueError as error:
         raise ApiError(422, f"not an indexable image: {error}") from None
     query = {"instance": None, "patient_id": patient_id,

@@ -37,7 +37,16 @@ CREATE TABLE IF NOT EXISTS rejected (
   instance TEXT PRIMARY KEY, kind TEXT NOT NULL, reason TEXT NOT NULL, sop_uid TEXT,
   orthanc_patient TEXT, orthanc_study TEXT, orthanc_series TEXT, at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS attempts (instance TEXT PRIMARY KEY, count INTEGER NOT NULL,
+  at REAL NOT NULL);
 """
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """ROLLBACK only when a transaction is open: SQLite ends some itself (SQLITE_FULL), and
+    a second error from a bare ROLLBACK would hide the real one (disk full)."""
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
 
 
 @dataclass
@@ -201,7 +210,7 @@ class Store:
                     conn.execute("DELETE FROM rejected WHERE instance=?", (record.instance,))
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                _rollback(conn)
                 raise
         self.cache.put(fresh)
         return inserted
@@ -290,7 +299,7 @@ class Store:
                 conn.execute(f"DELETE FROM rejected WHERE {column}=?", (orthanc_id,))
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                _rollback(conn)
                 raise
         self.cache.drop(ids)
         return ids
@@ -306,9 +315,70 @@ class Store:
                              "('active_generation', ?)", (str(generation),))
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                _rollback(conn)
                 raise
         self.warm_cache(generation)
+
+    def switch_generation(self, generation: int) -> None:
+        """Make `generation` the answering one, keeping the others' rows: queries that
+        started on the old generation still find its rows until `drop_generations`."""
+        with self._write_lock:
+            conn = self._conn()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)",
+                                 (("active_generation", str(generation)),
+                                  ("reindex_generation", "0")))
+                conn.execute("COMMIT")
+            except BaseException:
+                _rollback(conn)
+                raise
+
+    def drop_generations(self, keep: int, only: int | None = None) -> int:
+        """Delete the rows of the generations older than `keep` (or only those of `only`);
+        returns how many. (A range on UNIQUE(generation, ...)'s leading column: no scan.)"""
+        where, args = ("generation<?", (keep,)) if only is None else ("generation=?", (only,))
+        with self._write_lock:
+            count = self._conn().execute(f"DELETE FROM vectors WHERE {where}", args).rowcount
+        if count:
+            self.warm_cache(keep)
+        return count
+
+    def known_instances(self, generation: int) -> set[str]:
+        """Instances with vectors in `generation` or recorded as skipped/failed."""
+        conn = self._conn()
+        return ({r[0] for r in conn.execute(
+            "SELECT DISTINCT instance FROM vectors WHERE generation=?", (generation,))}
+                | {r[0] for r in conn.execute("SELECT instance FROM rejected")})
+
+    # -- attempts: an instance that kills the process is not replayed forever ----------------
+    def attempts(self, instances) -> dict[str, int]:
+        """How many started attempts of each instance never finished (killed process)."""
+        instances = list(instances)
+        result = dict.fromkeys(instances, 0)
+        for start in range(0, len(instances), 500):
+            chunk = instances[start:start + 500]
+            result.update(self._conn().execute(
+                f"SELECT instance, count FROM attempts WHERE instance IN "
+                f"({', '.join('?' * len(chunk))})", chunk).fetchall())
+        return result
+
+    def begin_attempt(self, instances) -> None:
+        """Written (and committed) before the work starts, so a crash leaves a trace."""
+        with self._write_lock:
+            self._conn().executemany(
+                "INSERT INTO attempts (instance, count, at) VALUES (?, 1, ?) ON CONFLICT(instance)"
+                " DO UPDATE SET count=count+1, at=excluded.at",
+                [(instance, time.time()) for instance in instances])
+
+    def end_attempt(self, instances) -> None:
+        with self._write_lock:
+            self._conn().executemany("DELETE FROM attempts WHERE instance=?",
+                                     [(instance,) for instance in instances])
+
+    def in_progress(self) -> list[dict]:
+        return [dict(r) for r in self._conn().execute(
+            "SELECT instance, count FROM attempts ORDER BY at LIMIT 10")]
 
     # -- rejected --------------------------------------------------------------------------
     def reject(self, instance: str, kind: str, reason: str, meta: dict | None = None) -> None:

@@ -25,6 +25,7 @@ class WorkQueue:
         self._queued: dict[str, bool] = {}   # instance -> force
         self._since: dict[str, float] = {}    # instance -> monotonic time it was queued
         self._in_flight: set[str] = set()
+        self._again: dict[str, bool] = {}  # put while in flight -> arrival? (queued at done())
         self.stopped = False
         self.last_arrival = float("-inf")  # monotonic time of the last stored image
 
@@ -34,9 +35,15 @@ class WorkQueue:
             if arrival:
                 self.last_arrival = self.clock()
             if not force and instance in self._in_flight:
-                return  # being processed now; waiters see it pending until done()
+                # Being processed now; waiters see it pending until done(), which queues it
+                # once more: it may have been overwritten (deleted and stored again) meanwhile.
+                self._again[instance] = self._again.get(instance, False) or arrival
+                return
             if instance in self._queued:
                 self._queued[instance] = self._queued[instance] or force
+                if arrival:  # queued as backlog first (a 409 query came before NEW_INSTANCE):
+                    self._lanes[True].append(instance)  # promote it; get_batch skips the stale one
+                    self._cond.notify_all()
                 return
             self._queued[instance] = force
             self._since[instance] = self.clock()
@@ -44,7 +51,15 @@ class WorkQueue:
             self._cond.notify_all()
 
     def _any(self) -> bool:
+        self._drop_stale_heads()
         return bool(self._lanes[True] or self._lanes[False])
+
+    def _drop_stale_heads(self) -> None:
+        """An instance promoted to the arrival lane leaves a stale entry in the backlog (or
+        the other way round); drop such entries at the heads (callers hold the lock)."""
+        for order in self._lanes.values():
+            while order and order[0] not in self._queued:
+                order.popleft()
 
     def get_batch(self, size: int, timeout: float,
                   arrivals_only: bool = False) -> list[tuple[str, bool]]:
@@ -62,6 +77,8 @@ class WorkQueue:
                 order = self._lanes[lane]
                 while order and len(batch) < size:
                     instance = order.popleft()
+                    if instance not in self._queued:
+                        continue  # taken already through the other lane
                     batch.append((instance, self._queued.pop(instance)))
                     self._since.pop(instance, None)
                     self._in_flight.add(instance)
@@ -70,7 +87,30 @@ class WorkQueue:
     def done(self, instances) -> None:
         with self._cond:
             self._in_flight.difference_update(instances)
+            for instance in instances:
+                if instance in self._again:
+                    self._add(instance, False, self._again.pop(instance))
             self._cond.notify_all()
+
+    def requeue(self, items) -> None:
+        """Put (instance, force) items taken by get_batch back, atomically, so they never
+        look done (the /changes checkpoint and re-index wait for them)."""
+        with self._cond:
+            for instance, force in items:
+                self._in_flight.discard(instance)
+                self._again.pop(instance, None)
+                if instance in self._queued:
+                    self._queued[instance] = self._queued[instance] or force
+                else:
+                    self._add(instance, force, False)
+            self._cond.notify_all()
+
+    def _add(self, instance: str, force: bool, arrival: bool) -> None:
+        if instance in self._queued:
+            return
+        self._queued[instance] = force
+        self._since[instance] = time.monotonic()
+        self._lanes[arrival].append(instance)
 
     def wait_for_work(self, timeout: float) -> bool:
         """Wait (without taking anything) until an item is queued; False on timeout/stop."""
@@ -86,6 +126,7 @@ class WorkQueue:
     def oldest_age(self, arrivals_only: bool = False) -> float:
         """Seconds since the oldest queued item (of the arrival lane) was queued; 0 when none."""
         with self._cond:
+            self._drop_stale_heads()
             heads = [lane[0] for arrival, lane in self._lanes.items()
                      if lane and (arrival or not arrivals_only)]
             if not heads:

@@ -92,7 +92,8 @@ def test_invalid_utf8_paths_never_leak_and_orthanc_survives(orthanc, path):
 
 @pytest.mark.parametrize("method,path", [
     ("GET", "/cbmir/status"), ("GET", "/cbmir/similar/1.2.3"), ("POST", "/cbmir/query"),
-    ("POST", "/cbmir/reindex"), ("GET", "/ohif"), ("GET", "/ohif/index.html"),
+    ("POST", "/cbmir/reindex"), ("POST", "/cbmir/reconcile"), ("GET", "/ohif"),
+    ("GET", "/ohif/index.html"),
     ("GET", "/ohif/viewer"), ("GET", "/ohif/..%2f..%2forthanc.json"),
 ])
 def test_requests_without_credentials_are_401(orthanc, method, path):

@@ -143,7 +143,8 @@ def test_reindex_re_embeds_everything_while_the_old_index_answers(make_server):
         assert during.status_code == 200, during.text
         assert during.json()["results"] == before["results"]  # the old index, unchanged
     status = wait_for(lambda: (s := server.status())["index"]["generation"] == 2
-                      and not s["reindex"]["running"] and s, timeout=60)
+                      and not s["reindex"]["running"]
+                      and "old_generation" not in s["reindex"] and s, timeout=60)
     assert status["indexed"] == 12 and status["index"]["size"] == 12
     after = server.get(f"/cbmir/similar/{ids[0]}", params=query).json()
     # same vectors again (up to float noise of other batch compositions: near-ties may swap)
@@ -192,7 +193,8 @@ def test_a_changed_model_triggers_a_re_index_at_start(make_server, tmp_path, tin
     server.cbmir["ModelPath"] = str(other)
     server.start()
     status = wait_for(lambda: (s := server.status())["index"]["generation"] == 2
-                      and not s["reindex"]["running"] and s, timeout=60)
+                      and not s["reindex"]["running"] and "old_generation" not in s["reindex"]
+                      and s, timeout=60)
     assert status["indexed"] == 5 and status["model"]["version"] == "tiny-random-2"
     db = sqlite3.connect(server.home / "cbmir-index" / "cbmir.sqlite")
     versions = {v for (v,) in db.execute("SELECT DISTINCT model_version FROM vectors")}
@@ -221,7 +223,8 @@ def test_a_re_index_killed_midway_resumes_after_restart(make_server):
     server.kill()
     server.start()
     status = wait_for(lambda: (s := server.status())["index"]["generation"] == 2
-                      and not s["reindex"]["running"] and s, timeout=60)
+                      and not s["reindex"]["running"] and "old_generation" not in s["reindex"]
+                      and s, timeout=60)
     assert status["indexed"] == len(ids)
     rows = stored_rows(server)
     assert len(rows) == status["index"]["size"] == len(ids) and {r[2] for r in rows} == {2}
