@@ -71,6 +71,7 @@ class LeakWorkaround:
         self.plugin_version: str | None = None
         self.active: bool | None = None  # decided on the first request (needs the REST API)
         self.released = 0  # objects freed that would have leaked
+        self.by_argument = {key: 0 for key in TOP_LEVEL}  # top-level ones, per argument
         self.requests = 0
         self.top, self.nested = _expected()
         self._decref = decref or ctypes.pythonapi.Py_DecRef
@@ -96,7 +97,7 @@ class LeakWorkaround:
                     self.active = self._decide()
         if not self.active:
             return 0
-        freed = 0
+        freed, top = 0, []
         for key in NESTED:  # values first: their dict still holds them afterwards
             values = request.get(key)
             if type(values) is dict:
@@ -109,15 +110,18 @@ class LeakWorkaround:
             if key in request and _count(request, key) == self.top + 1:
                 self._decref(ctypes.py_object(request[key]))
                 freed += 1
+                top.append(key)
         with self._lock:
             self.released += freed
+            for key in top:
+                self.by_argument[key] += 1
             self.requests += 1
         return freed
 
     def describe(self) -> dict:
         return {"plugin_version": self.plugin_version, "enabled": self.enabled,
                 "active": bool(self.active), "requests": self.requests,
-                "objects_released": self.released}
+                "objects_released": self.released, "released_by_argument": dict(self.by_argument)}
 
     def wrap(self, callback):
         """A REST callback that releases the leaked arguments, then calls `callback`."""

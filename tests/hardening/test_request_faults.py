@@ -54,8 +54,14 @@ def test_every_route_frees_what_orthanc_python_leaks(orthanc, alive):
     after = orthanc.status()["rest_leak_workaround"]
     calls = after["requests"] - before["requests"]
     assert calls >= 31  # the 30 above and the status call
-    # per call at least method, groups, headers and some header values; body for the POSTs
-    assert after["objects_released"] - before["objects_released"] >= 5 * 30
+    freed = {key: after["released_by_argument"][key] - before["released_by_argument"][key]
+             for key in after["released_by_argument"]}
+    assert freed["body"] == 20  # every POST body, the 405 ones too
+    assert freed["method"] == freed["headers"] == calls
+    assert freed["groups"] == 10  # routes with a capture (an empty tuple is a shared singleton)
+    assert freed["get"] == 11  # every GET's argument dict (the status call's is empty)
+    # and each header value: requests sends at least 5 per call
+    assert after["objects_released"] - before["objects_released"] >= 4 * calls + 20 + 5 * calls
 
 
 # -- point 4: deep nesting ---------------------------------------------------------------------
