@@ -137,6 +137,39 @@ def test_label_filter_matches_percent20_from_curl(orthanc, labelled, alive):
         assert len(answer["results"]) == 1
 
 
+def _panel_url(instance: str, label: str) -> str | None:
+    """The URL the viewer panel's own CbmirClient builds (node), or None without node."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    node = shutil.which("node")
+    client = Path(__file__).resolve().parents[2] / "viewer-extension/src/client/CbmirClient.js"
+    if node is None or not client.is_file():
+        return None
+    script = (f"import C from {json.dumps(client.as_uri())};"
+              "let u; const c = new C({fetch: async (x) => { u = x; return {ok: true, status: 200,"
+              " text: async () => '{\"results\": []}'}; }});"
+              f"await c.similar({json.dumps(instance)}, {{label: {json.dumps(label)}, "
+              "groupBy: 'instance'}); console.log(u);")
+    done = subprocess.run([node, "--input-type=module", "-e", script], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+@pytest.mark.parametrize("label", LABELS)
+def test_label_filter_matches_labels_sent_by_the_panel(orthanc, labelled, label, alive):
+    """The exact URL the OHIF panel's client builds (URLSearchParams), sent to the real Orthanc."""
+    url = _panel_url(labelled[label][0], label)
+    if url is None:
+        pytest.skip("node is not installed: the panel's URL cannot be built")
+    assert url.startswith("/cbmir/similar/"), url
+    answer = orthanc.get(url).json()
+    assert answer["query"]["params"]["label"] == label
+    assert [r["instance"] for r in answer["results"]] == [labelled[label][1]]
+
+
 def test_a_literal_percent_sequence_is_decoded_only_once(orthanc, labelled, alive):
     query = labelled["low grade glioma"][0]
     answer = orthanc.get(f"/cbmir/similar/{query}?label=50%2520off").json()
