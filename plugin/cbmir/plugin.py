@@ -72,7 +72,10 @@ def register(orthanc) -> dict:
         engine = built
         state.update(engine=engine, ingestor=ingestor, follower=follower)
         if state["orthanc_started"]:  # recovered after start-up: start what on_started would
-            start_engine()
+            try:
+                start_engine()
+            except Exception as error:  # the index is open now: never build a second engine
+                orthanc.LogError(f"CBMIR: start after recovery failed: {error!r}")
 
     recovery = Recovery(build, config.catch_up_seconds, orthanc.LogError)
     state["recovery"] = recovery
