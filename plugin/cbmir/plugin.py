@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 
 from . import routes
+from .availability import Recovery
 from .catchup import ChangeFollower
 from .config import ConfigError, load_config
-from .availability import Recovery
 from .engine import Engine
 from .ingest import Ingestor
 from .request_guard import decode_args, run_with_large_stack
