@@ -58,21 +58,29 @@ def drive(server, body: bytes, content_type: str, count: int, warmup: int) -> di
     headers = {"Content-Type": content_type, "X-CBMIR-K": "5", "X-CBMIR-Label": "low grade glioma"}
     pid = server.process.pid
     start_rss, statuses = rss_mib(pid), {}
-    warm_rss, began = start_rss, time.monotonic()
+    warm_rss, began, samples = start_rss, time.monotonic(), []
+    every = max(1, count // 10)
     for n in range(count):
         if n == warmup:
             warm_rss = rss_mib(pid)
+        if n % every == 0:
+            samples.append((n, round(rss_mib(pid), 1)))
         status = session.post(url, data=body, headers=headers, timeout=60).status_code
         statuses[status] = statuses.get(status, 0) + 1
     seconds = time.monotonic() - began
     time.sleep(0.5)
     end_rss = rss_mib(pid)
     measured = max(1, count - warmup)
+    samples.append((count, round(end_rss, 1)))
+    half = next((rss for n, rss in samples if n >= count // 2), end_rss)
     return {"requests": count, "body_bytes": len(body), "statuses": statuses,
             "seconds": round(seconds, 1), "rss_start_mib": round(start_rss, 1),
             "rss_after_warmup_mib": round(warm_rss, 1), "rss_end_mib": round(end_rss, 1),
             "growth_after_warmup_mib": round(end_rss - warm_rss, 1),
-            "slope_bytes_per_request": round((end_rss - warm_rss) * 2**20 / measured)}
+            "slope_bytes_per_request": round((end_rss - warm_rss) * 2**20 / measured),
+            "slope_second_half_bytes_per_request": round((end_rss - half) * 2**20
+                                                         / max(1, count - count // 2)),
+            "rss_samples_mib": samples}
 
 
 def main() -> None:
@@ -125,7 +133,8 @@ def main() -> None:
         for server in servers.values():
             server.stop()
     lines = ["| server | load | requests | body | answers | RSS start / after warm-up / end (MiB) "
-             "| growth after warm-up | slope per request |", "|---|---|---|---|---|---|---|---|"]
+             "| growth after warm-up | slope per request (after warm-up / second half) |",
+             "|---|---|---|---|---|---|---|---|"]
     for key, row in results.items():
         if "/" not in key:
             continue
@@ -133,7 +142,8 @@ def main() -> None:
         lines.append(f"| {name} | {load} | {row['requests']} | {row['body_bytes']:,} B | "
                      f"{row['statuses']} | {row['rss_start_mib']} / {row['rss_after_warmup_mib']} / "
                      f"{row['rss_end_mib']} | {row['growth_after_warmup_mib']} MiB | "
-                     f"{row['slope_bytes_per_request']:,} B |")
+                     f"{row['slope_bytes_per_request']:,} B / "
+                     f"{row['slope_second_half_bytes_per_request']:,} B |")
     lines += ["", "on: the plugin as shipped (leak workaround active); on-leaky: the same plugin "
               "with CBMIR_REST_LEAK_WORKAROUND=off; off: Orthanc without the Python plugin "
               "(POST /cbmir/query answered 404 by Orthanc). Slope = RSS growth after the "
