@@ -6,6 +6,7 @@ Tests run as root here, so permissions cannot make a folder unwritable: the inde
 unusable by a regular file standing where the folder (or one of its parents) must be."""
 from __future__ import annotations
 
+import subprocess
 import time
 
 import numpy as np
@@ -33,12 +34,38 @@ def _wait_started(server, timeout: float = 60) -> dict:
                        f"{server.log_tail()}")
 
 
-@pytest.mark.parametrize("blocker", ["file-at-folder", "file-as-parent"])
+@pytest.fixture
+def full_filesystem(tmp_path):
+    """A 2 MiB tmpfs filled to the last byte (needs root and mount; skipped otherwise)."""
+    mount_point = tmp_path / "small-fs"
+    mount_point.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount_point)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.strip()}")
+    filler = mount_point / "filler"
+    try:
+        with filler.open("wb", buffering=0) as handle:
+            try:
+                while True:
+                    handle.write(b"\0" * 512)
+            except OSError:
+                pass
+        yield mount_point, filler
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], capture_output=True)
+
+
+@pytest.mark.parametrize("blocker", ["file-at-folder", "file-as-parent", "full-filesystem"])
 def test_orthanc_serves_images_while_the_index_folder_is_unusable_then_recovers(
-        make_server, tmp_path, blocker):
-    blocking_file = tmp_path / "blocker"
-    blocking_file.write_text("not a folder")
-    index = blocking_file if blocker == "file-at-folder" else blocking_file / "cbmir"
+        make_server, tmp_path, blocker, request):
+    if blocker == "full-filesystem":
+        mount_point, blocking_file = request.getfixturevalue("full_filesystem")
+        index = mount_point / "cbmir"
+    else:
+        blocking_file = tmp_path / "blocker"
+        blocking_file.write_text("not a folder")
+        index = blocking_file if blocker == "file-at-folder" else blocking_file / "cbmir"
     server = make_server("unusable", cbmir={"IndexDirectory": str(index)}, start=False)
     server.start(wait_plugin=False)  # Orthanc itself must start
 
@@ -53,7 +80,7 @@ def test_orthanc_serves_images_while_the_index_folder_is_unusable_then_recovers(
     assert server.post("/cbmir/query", data=_slice("AVAIL-Q", 9),
                        headers={"Content-Type": "application/dicom"}).status_code == 503
 
-    blocking_file.unlink()  # the admin fixes the folder; no restart
+    blocking_file.unlink()  # the admin fixes the folder (or frees space); no restart
     _wait_started(server)
     second = server.upload(_slice("AVAIL-2", 2))["ID"]
     server.wait_idle()
