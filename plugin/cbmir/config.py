@@ -35,7 +35,7 @@ class Config:
     annoy_trees: int = 32
     annoy_search_k: int = 20000
     candidates: int = 100
-    max_upload_bytes: int = 64 * 1024 * 1024
+    max_upload_bytes: int = 8 * 1024 * 1024  # one query slice (1024x1024 16-bit: 2 MiB DICOM)
     catch_up_seconds: float = 5.0
     index_delay_seconds: float = 1.2
     # Decoded-size limits checked on the header before any pixel is decoded (issue 11):

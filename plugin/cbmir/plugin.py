@@ -3,13 +3,17 @@
 `register(orthanc)` takes the orthanc module as an argument so the logic it
 wires can be tested with a fake. Bad configuration is logged with its key path
 and stops Orthanc (fail fast); a missing model does not: Orthanc starts, images
-stay pending and the REST API answers 503 until the model is there.
+stay pending and the REST API answers 503 until the model is there; neither does an
+unusable index folder (availability.py: 503 with the reason, retried until it works).
+Every route is registered through `leak.wrap` (rest_leak.py: orthanc-python 4.0 leaks
+each request's arguments).
 """
 from __future__ import annotations
 
 import json
 
 from . import reconcile, routes, thumbnails
+from .availability import Recovery
 from .catchup import ChangeFollower
 from .config import ConfigError, load_config
 from .engine import Engine
@@ -17,6 +21,9 @@ from .ingest import Ingestor
 from .logs import Log, describe_index
 from .metrics import MetricsPublisher
 from .openapi import register_openapi_route
+from .request_guard import decode_args, run_with_large_stack
+from .rest_leak import LeakWorkaround
+from .search import ApiError
 from .verify import run_in_thread, verify
 
 
@@ -53,16 +60,40 @@ def register(orthanc) -> dict:
     except ConfigError as error:
         orthanc.LogError(f"CBMIR: bad configuration: {error}")
         raise
-    engine = Engine(config, log=log)
-    engine.sdk_missing = missing_sdk_names(orthanc)
-    if engine.sdk_missing:
-        orthanc.LogError(f"CBMIR: this orthanc-python lacks {engine.sdk_missing}")
-    ingestor = Ingestor(orthanc, engine)
-    follower = ChangeFollower(orthanc, engine, lambda: routes.list_instances(orthanc))
-    metrics = MetricsPublisher(orthanc, engine, period=config.catch_up_seconds)
-    state = {"engine": engine, "ingestor": ingestor, "follower": follower, "metrics": metrics}
+    leak = LeakWorkaround(orthanc)  # every route frees what orthanc-python 4.0 leaks
+    engine = ingestor = follower = metrics = None  # built by `build`; None while the index is unusable
+    sdk_missing = missing_sdk_names(orthanc)
+    if sdk_missing:
+        orthanc.LogError(f"CBMIR: this orthanc-python lacks {sdk_missing}")
+    state = {"leak": leak, "orthanc_started": False}
 
-    def on_started():
+    def build():
+        nonlocal engine, ingestor, follower, metrics
+        built = Engine(config, log=log)
+        built.sdk_missing = sdk_missing
+        ingestor = Ingestor(orthanc, built)
+        follower = ChangeFollower(orthanc, built, lambda: routes.list_instances(orthanc))
+        metrics = MetricsPublisher(orthanc, built, period=config.catch_up_seconds)
+        engine = built
+        state.update(engine=engine, ingestor=ingestor, follower=follower, metrics=metrics)
+        if state["orthanc_started"]:  # recovered after start-up: start what on_started would
+            try:
+                start_engine()
+            except Exception as error:  # the index is open now: never build a second engine
+                orthanc.LogError(f"CBMIR: start after recovery failed: {error!r}")
+
+    recovery = Recovery(build, config.catch_up_seconds, orthanc.LogError)
+    state["recovery"] = recovery
+    recovery.attempt()
+
+    def ready():
+        """The engine, or a 503 naming why CBMIR is not running (the index folder, ...)."""
+        if engine is None:
+            raise ApiError(503, f"CBMIR is not running: {recovery.reason}",
+                           index_directory=str(config.index_directory))
+        return engine
+
+    def start_engine():
         engine.load_model()
         ingestor.start()
         follower.start()
@@ -78,7 +109,17 @@ def register(orthanc) -> dict:
         metrics.start()  # values set before ORTHANC_STARTED are dropped by Orthanc
         log.warning(f"CBMIR: started; index {describe_index(engine.active.describe())}")
 
+    def on_started():
+        state["orthanc_started"] = True
+        if engine is not None:
+            start_engine()
+        else:
+            recovery.start_retrying()
+
     def on_stopped():
+        recovery.stop()
+        if engine is None:
+            return
         engine.queue.stop()
         metrics.stop()
         follower.join(5)
@@ -91,6 +132,8 @@ def register(orthanc) -> dict:
                 on_started()
             elif change_type == orthanc.ChangeType.ORTHANC_STOPPED:
                 on_stopped()
+            elif engine is None:
+                pass  # the catch-up sees these changes once the index is back
             elif change_type == orthanc.ChangeType.NEW_INSTANCE:
                 # Enqueued here, not in OnStoredInstance: that hook runs in the storing thread
                 # (serialized, and it must take the GIL from the busy worker), which made every
@@ -108,54 +151,56 @@ def register(orthanc) -> dict:
     def timed(handler):
         """Successful answers count in the query latency metric."""
         def run():
-            with engine.latency.timer("query"):
+            with ready().latency.timer("query"):
                 return handler()
         return run
 
     def Similar(output, uri, **request):
         routes.answer(output, request, "GET", timed(lambda: routes.similar(
-            orthanc, engine, request["groups"][0], request.get("get") or {})), log.error)
+            orthanc, ready(), request["groups"][0], decode_args(request.get("get")))), log.error)
 
     def Query(output, uri, **request):
-        routes.answer(output, request, "POST", timed(lambda: routes.query_upload(
-            orthanc, engine, request.get("headers") or {}, request.get("body") or b"")),
-            log.error)
+        # parsed on a large stack: deep JSON / nested sequences raise, not segfault
+        routes.answer(output, request, "POST", timed(lambda: run_with_large_stack(
+            lambda: routes.query_upload(orthanc, ready(), request.get("headers") or {},
+                                        request.get("body") or b""))), log.error)
 
     def Status(output, uri, **request):
-        routes.answer(output, request, "GET", lambda: routes.status(engine, ingestor), log.error)
+        routes.answer(output, request, "GET", lambda: dict(
+            routes.status(ready(), ingestor), rest_leak_workaround=leak.describe()), log.error)
 
     def Reindex(output, uri, **request):
-        routes.answer(output, request, "POST", lambda: routes.reindex(orthanc, engine),
+        routes.answer(output, request, "POST", lambda: routes.reindex(orthanc, ready()),
                       log.error)
 
     def Verify(output, uri, **request):
         routes.answer(output, request, "POST", lambda: run_in_thread(lambda: verify(
-            orthanc, engine, request.get("body") or b"")), log.error)
+            orthanc, ready(), request.get("body") or b"")), log.error)
 
     def Thumbnail(output, uri, **request):
         thumbnails.answer(output, request, lambda: thumbnails.thumbnail(
-            orthanc, engine, request["groups"][0], request.get("get") or {}), log.error)
+            orthanc, ready(), request["groups"][0], decode_args(request.get("get"))), log.error)
 
     def Reconcile(output, uri, **request):
         routes.answer(output, request, "POST", lambda: reconcile.route(
-            orthanc, engine, lambda: routes.list_instances(orthanc)), log.error)
+            orthanc, ready(), lambda: routes.list_instances(orthanc)), log.error)
 
     orthanc.RegisterOnChangeCallback(OnChange)
-    orthanc.RegisterRestCallback("/cbmir/similar/([^/]+)", Similar)
-    orthanc.RegisterRestCallback("/cbmir/query", Query)
-    orthanc.RegisterRestCallback("/cbmir/status", Status)
-    orthanc.RegisterRestCallback("/cbmir/reindex", Reindex)
-    orthanc.RegisterRestCallback("/cbmir/verify", Verify)
-    orthanc.RegisterRestCallback("/cbmir/thumbnail/([^/]+)", Thumbnail)
-    register_openapi_route(orthanc, log.error)
-    orthanc.RegisterRestCallback("/cbmir/reconcile", Reconcile)
+    orthanc.RegisterRestCallback("/cbmir/similar/([^/]+)", leak.wrap(Similar))
+    orthanc.RegisterRestCallback("/cbmir/query", leak.wrap(Query))
+    orthanc.RegisterRestCallback("/cbmir/status", leak.wrap(Status))
+    orthanc.RegisterRestCallback("/cbmir/reindex", leak.wrap(Reindex))
+    orthanc.RegisterRestCallback("/cbmir/verify", leak.wrap(Verify))
+    orthanc.RegisterRestCallback("/cbmir/thumbnail/([^/]+)", leak.wrap(Thumbnail))
+    orthanc.RegisterRestCallback("/cbmir/reconcile", leak.wrap(Reconcile))
+    register_openapi_route(leak.wrapping(orthanc), log.error)
     try:
         from .static_routes import register_static_routes
     except ImportError:
         pass  # the viewer is optional
     else:
         try:
-            register_static_routes(orthanc, config)
+            register_static_routes(leak.wrapping(orthanc), config)
         except Exception as error:  # a broken viewer must not keep the PACS from starting
             orthanc.LogError(f"CBMIR: viewer routes not registered: {error!r}")
     log.info(f"CBMIR: plugin registered (index directory {config.index_directory})")

@@ -43,6 +43,8 @@ def answer(output, request: dict, method: str, handler, log) -> None:
         send_json(output, 200, handler())
     except ApiError as error:
         send_json(output, error.status, error.body())
+    except RecursionError:  # deep nesting, parsed on a large stack (request_guard.py)
+        send_json(output, 400, {"error": "input nested too deeply", "status": 400})
     except Exception as error:  # a request must never take Orthanc down
         log(f"CBMIR: internal error: {error!r}")
         send_json(output, 500, {"error": f"internal error: {type(error).__name__}: {error}",
@@ -66,16 +68,18 @@ def resolve_instance(orthanc, engine, identifier: str) -> str:
         return identifier
     if not UID.match(identifier):
         raise ApiError(400, f"'{identifier}' is neither an Orthanc instance ID nor a DICOM UID")
-    known = engine.store.instance_for_sop(identifier)
+    known = engine.store.instances_for_sop(identifier)
+    if not known:
+        try:
+            matches = json.loads(orthanc.RestApiPost("/tools/lookup", identifier))
+        except orthanc.OrthancException:
+            matches = []
+        known = sorted(m["ID"] for m in matches if m.get("Type") == "Instance")
+    if len(known) > 1:
+        raise ApiError(409, f"SOPInstanceUID {identifier} is shared by {len(known)} instances: "
+                            "ask by Orthanc instance ID", instances=known)
     if known:
-        return known
-    try:
-        matches = json.loads(orthanc.RestApiPost("/tools/lookup", identifier))
-    except orthanc.OrthancException:
-        matches = []
-    for match in matches:
-        if match.get("Type") == "Instance":
-            return match["ID"]
+        return known[0]
     raise ApiError(404, f"no instance with SOPInstanceUID {identifier}")
 
 
@@ -170,6 +174,9 @@ def query_upload(orthanc, engine, headers: dict, body: bytes) -> dict:
             raise ApiError(422, f"not an indexable image: {error}") from None
         except decode.UndecodableImage as error:
             raise ApiError(422, f"cannot decode the DICOM upload: {error}") from None
+        except (ValueError, TypeError, ArithmeticError) as error:  # e.g. RescaleSlope "abc"
+            raise ApiError(422, f"cannot read the DICOM upload: {type(error).__name__}: "
+                                f"{error}") from None
         frame = params.frame if params.frame is not None else len(frames) // 2
         if frame >= len(frames):
             raise ApiError(400, f"the upload has {len(frames)} frame(s), not frame {frame}")

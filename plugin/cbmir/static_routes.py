@@ -8,6 +8,7 @@ without Orthanc.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -82,11 +83,14 @@ def resolve_request(root: Path, relative: str) -> Resolved:
     suffix = PurePosixPath(parts[-1]).suffix.lower() if relative else ""
     if suffix not in MIME_TYPES:
         return Resolved(200, index, MIME_TYPES[".html"])
-    candidate = root.joinpath(*parts).resolve()
-    if root not in candidate.parents:
-        return Resolved(400, message="bad path")
-    if not candidate.is_file():
-        return Resolved(404, message=f"no such file: {relative}")
+    try:
+        candidate = root.joinpath(*parts).resolve()
+        if root not in candidate.parents:
+            return Resolved(400, message="bad path")
+        if not candidate.is_file():
+            return Resolved(404, message=f"no such file: {relative}")
+    except (OSError, ValueError):  # a name too long for the filesystem, ...: no such file
+        return Resolved(404, message="no such file")
     return Resolved(200, candidate, MIME_TYPES[suffix])
 
 
@@ -137,8 +141,10 @@ def register_static_routes(orthanc, config) -> Path | None:
             return
         groups = request.get("groups") or ()
         resolved = resolve_request(root, groups[0] if groups and groups[0] else "")
-        if resolved.status != 200:
-            output.SendHttpStatus(resolved.status, resolved.message, len(resolved.message.encode()))
+        if resolved.status != 200:  # JSON like every other error; never echoed as HTML
+            body = json.dumps({"error": resolved.message, "status": resolved.status})
+            output.SetHttpHeader("Content-Type", "application/json")
+            output.SendHttpStatus(resolved.status, body, len(body))
             return
         data = resolved.path.read_bytes()
         if hasattr(output, "SetHttpHeader"):

@@ -244,6 +244,15 @@ class Store:
                                        (sop_uid,)).fetchone()
         return row[0] if row else None
 
+    def instances_for_sop(self, sop_uid: str, limit: int = 10) -> list[str]:
+        """Every Orthanc instance (indexed or rejected) with this SOPInstanceUID: more than one
+        when two patients' objects share it (a broken or hostile sender)."""
+        rows = self._conn().execute(
+            "SELECT instance FROM vectors WHERE sop_uid=? UNION "
+            "SELECT instance FROM rejected WHERE sop_uid=? LIMIT ?",
+            (sop_uid, sop_uid, limit)).fetchall()
+        return sorted(row[0] for row in rows)
+
     def metadata(self, ids: list[int]) -> dict[int, dict]:
         """Metadata (no vectors) for row ids, chunked below SQLite's variable limit."""
         result: dict[int, dict] = {}

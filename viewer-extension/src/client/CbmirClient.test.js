@@ -65,3 +65,12 @@ test('a 200 without a results list is an error', async () => {
 test('similar() refuses an empty uid', async () => {
   await assert.rejects(new CbmirClient({ fetch: fakeFetch(200, {}) }).similar(''), TypeError);
 });
+
+test('labels are form-encoded (space as +, UTF-8 percent-escapes): the plugin decodes them once', async () => {
+  const calls = [];
+  const client = new CbmirClient({ fetch: fakeFetch(200, { results: [] }, calls) });
+  await client.similar('1.2', { label: 'méningiome (grade I) a+b/c?d&e=f#%' });
+  const raw = calls[0].url.split('?')[1];
+  assert.match(raw, /label=m%C3%A9ningiome\+%28grade\+I%29\+a%2Bb%2Fc%3Fd%26e%3Df%23%25(&|$)/);
+  assert.equal(new URL(calls[0].url, 'http://x').searchParams.get('label'), 'méningiome (grade I) a+b/c?d&e=f#%');
+});
