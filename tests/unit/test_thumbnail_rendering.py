@@ -49,7 +49,7 @@ class FakeOutput:
         self.answers.append((405, None, allowed))
 
 
-ENGINE = SimpleNamespace(store=SimpleNamespace(instance_for_sop=lambda uid: None))
+ENGINE = SimpleNamespace(store=SimpleNamespace(instances_for_sop=lambda uid, limit=10: []))
 
 
 def get(files: dict, identifier=INSTANCE, method="GET", **args):
