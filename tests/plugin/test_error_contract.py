@@ -85,14 +85,22 @@ def test_409_not_indexed_yet_with_pending_then_409_re_index_already_running(make
 
 
 def test_409_re_index_to_a_new_model_in_progress(make_server, tiny_model, tmp_path):
-    """A query upload while the index still holds the old model's vectors would compare
-    vectors of two models: 409 until the re-index to the new model is done."""
+    """A query upload while the index still holds the old model's vectors is embedded with
+    that old model (tests/plugin/test_reindex_live.py); when the old model file is gone it
+    would compare vectors of two models: 409 until the re-index to the new model is done."""
+    import shutil
+
     from support.tiny_model import export_tiny_model
 
-    server = make_server("newmodel409", model=tiny_model, cbmir=HOLD)
+    old_model = tmp_path / "old" / tiny_model.name
+    old_model.parent.mkdir()
+    for source in (tiny_model, tiny_model.with_suffix(".json")):
+        shutil.copy(source, old_model.parent / source.name)
+    server = make_server("newmodel409", model=old_model, cbmir=HOLD)
     ids = [server.upload(d)["ID"] for d in images(40, "NEWMODEL")]
     server.wait_idle()
     server.stop()
+    shutil.rmtree(old_model.parent)  # the model that made the answering generation is gone
     other = export_tiny_model(tmp_path / "other", seed=1, version="tiny-random-2")
     server.cbmir["ModelPath"] = str(other)
     # storing starts while Orthanc starts, so the re-index it begins finds storing busy
