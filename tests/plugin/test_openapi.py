@@ -2,9 +2,9 @@
 
 Real answers of a real Orthanc (200s and the JSON error answers) are validated
 against the document's response schemas with openapi-schema-validator; an
-undocumented status code fails too. 405 answers are only checked to be documented
-(their JSON body comes with the i11-requests branch; validated when it is there). A route added later belongs in the
-document and in OPERATIONS below.
+undocumented status code fails too. A 405 without a JSON body is only checked to be
+documented (the JSON body comes with the i11-requests branch; validated once there).
+A route added later belongs in the document and in OPERATIONS below.
 """
 from __future__ import annotations
 
