@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from orthanc_server import ORTHANC, OrthancServer, running_server
+from orthanc_server import OrthancServer, needs_orthanc, running_server
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = REPO / "models" / "default.onnx"
@@ -31,9 +31,6 @@ def wait_idle(server: OrthancServer, timeout: float = 120) -> dict:
     return server.wait_idle(timeout)
 
 
-def _needs_orthanc():
-    if not Path(ORTHANC).exists():
-        pytest.skip("Orthanc is not installed (/usr/sbin/Orthanc): run scripts/install-system.sh test")
 
 
 def _default_model_error() -> str | None:
@@ -66,14 +63,14 @@ def tiny_model(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def orthanc(tmp_path_factory, model_path):
-    _needs_orthanc()
+    needs_orthanc()
     with running_server(tmp_path_factory.mktemp("orthanc-session"), model_path) as server:
         yield server
 
 
 @pytest.fixture
 def make_server(tmp_path, model_path):
-    _needs_orthanc()
+    needs_orthanc()
     servers = []
 
     def make(name: str = "server", model=model_path, cbmir: dict | None = None,

@@ -27,6 +27,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import requests
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,6 +42,12 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def needs_orthanc() -> None:
+    """Skip the calling test (with the reason) where Orthanc is not installed."""
+    if not Path(ORTHANC).exists():
+        pytest.skip("Orthanc is not installed (/usr/sbin/Orthanc): run scripts/install-system.sh test")
 
 
 class OrthancServer:

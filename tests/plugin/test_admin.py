@@ -34,8 +34,8 @@ def broken_mr() -> bytes:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, model_path):
-    from conftest import _needs_orthanc
-    _needs_orthanc()
+    from orthanc_server import needs_orthanc
+    needs_orthanc()
     with running_server(tmp_path_factory.mktemp("admin"), model_path,
                         arguments=["--verbose"]) as running:
         rng = np.random.default_rng(5)

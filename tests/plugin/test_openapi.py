@@ -35,8 +35,8 @@ MAX_FRAME_PIXELS = 96 * 96  # the 128 x 128 image below is skipped as too large
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, model_path):
-    from conftest import _needs_orthanc
-    _needs_orthanc()
+    from orthanc_server import needs_orthanc
+    needs_orthanc()
     from orthanc_server import TEST_CBMIR
     with running_server(tmp_path_factory.mktemp("openapi"), model_path,
                         cbmir=dict(TEST_CBMIR, MaxFramePixels=MAX_FRAME_PIXELS)) as running:

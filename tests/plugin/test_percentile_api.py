@@ -20,10 +20,10 @@ pytestmark = [pytest.mark.orthanc,
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory, model_path):
     """An Orthanc of its own (so the archive is exactly these images): 24 labelled slices."""
-    from conftest import _needs_orthanc
+    from orthanc_server import needs_orthanc
     from orthanc_server import OrthancServer
 
-    _needs_orthanc()
+    needs_orthanc()
     server = OrthancServer(tmp_path_factory.mktemp("percentile") / "server", model_path=model_path)
     server.start()
     try:
