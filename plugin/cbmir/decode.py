@@ -165,9 +165,42 @@ def iter_frames(dataset) -> Iterator[np.ndarray]:
     from pydicom.pixels import iter_pixels
 
     _check_pixels(dataset)
-    encapsulated = _is_encapsulated(dataset)
     # correct_unused_bits off: `stored_values` extracts the stored bits for every syntax.
-    frames = iter_pixels(dataset, correct_unused_bits=False)
+    yield from _display_frames(iter_pixels(dataset, correct_unused_bits=False), dataset)
+
+
+def iter_frames_from_bytes(data: bytes, header) -> Iterator[np.ndarray]:
+    """Display-ready frames of a DICOM file given as bytes, holding one frame's pixels at a
+    time: pydicom reads each frame's bytes from a file-like, so no copy of the whole pixel
+    data is made; a deflated file is first inflated in chunks to a temporary file.
+
+    `header` is the file's data set before its pixels (`limits.read_header`): it supplies
+    the attributes of the corrections. Same frames as `iter_frames(read_dataset(data))`;
+    NotAnImage when the file has no pixel data."""
+    import tempfile
+
+    from pydicom.pixels import iter_pixels
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    from . import limits
+
+    syntax = str(header.file_meta.get("TransferSyntaxUID", ""))
+    with tempfile.TemporaryFile(prefix="cbmir-") if syntax == limits.DEFLATED \
+            else io.BytesIO(data) as source:
+        options = {}
+        if syntax == limits.DEFLATED:
+            limits.inflate_to(data, source, limits.inflated_limit(header))
+            source.seek(0)
+            options["transfer_syntax_uid"] = ExplicitVRLittleEndian
+        frames = iter_pixels(source, correct_unused_bits=False, **options)
+        try:
+            yield from _display_frames(frames, header, from_file=True)
+        finally:
+            frames.close()  # before `source` closes: pydicom seeks it back when it ends
+
+
+def _display_frames(frames, dataset, from_file: bool = False) -> Iterator[np.ndarray]:
+    encapsulated = _is_encapsulated(dataset)
     index = 0
     while True:
         try:
@@ -175,6 +208,10 @@ def iter_frames(dataset) -> Iterator[np.ndarray]:
         except StopIteration:
             break
         except Exception as error:  # pydicom/pylibjpeg raise many types for broken data
+            if from_file and index == 0 and isinstance(error, AttributeError) \
+                    and "no pixel data" in str(error):  # pydicom's words (pixels.utils)
+                raise NotAnImage(f"no pixel data (SOP class "
+                                 f"{dataset.get('SOPClassUID', 'unknown')})") from error
             raise UndecodableImage(f"cannot decode pixel data (frame {index}): {error}") from error
         yield to_display(stored_values(np.asarray(raw), dataset, encapsulated), dataset, index)
         index += 1

@@ -302,11 +302,15 @@ class Ingestor:
         if not self.config.accepts_modality(meta["modality"]):
             raise Skip(f"modality {meta['modality'] or '(none)'} not in CBMIR.Modalities")
         limits.check_size(dataset, self.config.max_frame_pixels, self.config.max_instance_pixels)
-        dataset = decode.read_dataset(bytes(dicom))  # the whole file, now known to be bounded
-        if "PixelData" not in dataset and "FloatPixelData" not in dataset \
-                and "DoubleFloatPixelData" not in dataset:
-            raise Skip(f"no pixel data (SOP class {dataset_text(dataset, 'SOPClassUID')})")
-        return meta, decode.iter_frames(dataset)
+        # One frame's pixels in memory at a time, also for deflated files (cbmir.decode).
+        return meta, _skip_without_pixels(decode.iter_frames_from_bytes(dicom, dataset))
+
+
+def _skip_without_pixels(frames: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+    try:
+        yield from frames
+    except decode.NotAnImage as error:
+        raise Skip(str(error)) from error
 
 
 def _orthanc_hash(text: str) -> str:

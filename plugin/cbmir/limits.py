@@ -131,3 +131,39 @@ def reduce(frame: np.ndarray, size: int, factor_of: int = 8) -> np.ndarray:
     h, w = height // step * step, width // step * step
     blocks = frame[:h, :w].reshape(h // step, step, w // step, step, *frame.shape[2:])
     return blocks.mean(axis=(1, 3), dtype=np.float32)
+
+
+def inflate_to(data: bytes, file, max_bytes: int) -> None:
+    """Write a deflated DICOM file to `file` as explicit VR little endian: the bytes up to
+    the deflated stream (preamble, file meta) as they are, then the data set inflated in
+    CHUNK pieces. Why: pydicom inflates a deflated file whole in memory; on disk, the
+    pixels can be read one frame at a time. TooLarge when it inflates past `max_bytes`."""
+    import pydicom
+
+    stream = io.BytesIO(data)
+    pydicom.filereader.read_preamble(stream, force=True)
+    pydicom.filereader._read_file_meta_info(stream)
+    start = stream.tell()
+    view = memoryview(data).cast("B")
+    file.write(view[:start])
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    pending, written = view[start:], 0
+    while pending:
+        chunk = inflater.decompress(pending, CHUNK)
+        pending = inflater.unconsumed_tail
+        if not chunk:
+            break
+        written += len(chunk)
+        if written > max_bytes:
+            raise TooLarge(f"too large: the deflated data set inflates past {max_bytes:,} bytes")
+        file.write(chunk)
+
+
+def inflated_limit(dataset) -> int:
+    """Most bytes a deflated data set may inflate to: its declared pixels plus headroom."""
+    rows = int(dataset.get("Rows", 0) or 0)
+    columns = int(dataset.get("Columns", 0) or 0)
+    frames = int(dataset.get("NumberOfFrames", 1) or 1)
+    samples = int(dataset.get("SamplesPerPixel", 1) or 1)
+    allocated = int(dataset.get("BitsAllocated", 16) or 16)
+    return rows * columns * frames * samples * max(1, -(-allocated // 8)) + 2 * MAX_HEADER_BYTES

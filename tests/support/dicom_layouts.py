@@ -212,7 +212,8 @@ PLAIN = ["mono16", "mono8_in_16", "mono12", "mono12_junk_high_bits", "mono10_hig
          "rgb_planar_configuration_1", "implicit_little_endian"]
 WITH_DCMTK = {"jpeg_lossless_mono16": "jpeg_lossless", "jpeg_lossless_mono12": "jpeg_lossless",
               "big_endian_mono16": "big_endian", "big_endian_mono8": "big_endian",
-              "deflated_mono16": "deflated"}
+              "deflated_mono16": "deflated", "deflated_multi_frame": "deflated",
+              "deflated_enhanced_mr": "deflated"}
 
 
 def layout_names() -> list[str]:
@@ -294,7 +295,8 @@ def layouts(patient_id: str = "LAYOUTS", study_uid: str | None = None,
             by_name[name] = _encoded(name, by_name[base], syntax)
     with tempfile.TemporaryDirectory(dir=workdir) as scratch:
         for name, kind in WITH_DCMTK.items():
-            base = name.split("_")[-1]  # mono16, mono12, mono8
+            base = name.split("_", 1)[1]  # multi_frame, enhanced_mr; else mono16, mono12, mono8
+            base = base if base in by_name else name.split("_")[-1]
             made = _dcmtk(name, by_name[base], kind, Path(scratch))
             if made is not None:
                 by_name[name] = made

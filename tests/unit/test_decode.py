@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cbmir import decode
+from cbmir import decode, limits
 from cbmir.preprocess import preprocess
 from support.dicom_layouts import layout_names, layouts, phantom, undecodable_layouts
 
@@ -39,6 +39,33 @@ def test_every_layout_decodes_to_its_pictures(made, name):
         # lossy JPEG; RGB: the tint is rounded to 8 bits per channel; else exact to float error
         tolerance = 0.2 if lossy else 0.01 if frame.ndim == 3 else 1e-3
         assert difference < tolerance, f"{name} {picture}: {difference}"
+
+
+@pytest.mark.parametrize("name", layout_names())
+def test_frames_read_from_the_bytes_equal_those_of_the_whole_dataset(made, name):
+    """The worker's path (header first, then one frame's pixel bytes at a time; deflated
+    files inflated to a temporary file) decodes exactly like `decode_dicom_bytes`."""
+    data = made[name].data
+    expected = decode.decode_dicom_bytes(data)
+    frames = list(decode.iter_frames_from_bytes(data, limits.read_header(data)))
+    assert len(frames) == len(expected)
+    for frame, reference in zip(frames, expected):
+        np.testing.assert_array_equal(frame, reference)
+
+
+@pytest.mark.parametrize("name", list(undecodable_layouts()))
+def test_an_undecodable_layout_read_from_the_bytes_raises_the_same_reason(name):
+    data = undecodable_layouts()[name].data
+    with pytest.raises(decode.UndecodableImage, match=undecodable_layouts()[name].expect_failure):
+        list(decode.iter_frames_from_bytes(data, limits.read_header(data)))
+
+
+def test_a_file_without_pixels_read_from_the_bytes_is_not_an_image():
+    from support.dicom_factory import structured_report
+
+    data = structured_report()
+    with pytest.raises(decode.NotAnImage, match="no pixel data"):
+        list(decode.iter_frames_from_bytes(data, limits.read_header(data)))
 
 
 def test_frames_are_decoded_one_at_a_time(made):

@@ -120,3 +120,14 @@ def test_pixel_tag_bytes_inside_an_earlier_value_do_not_cut_the_header_short():
     header = limits.read_header(data)
     with pytest.raises(limits.TooLarge, match="MaxFramePixels"):
         limits.check_size(header, 4096 * 4096, 2 ** 34)
+
+
+def test_a_deflated_file_is_inflated_to_disk_only_up_to_its_declared_pixels():
+    data = deflated_image(512, 512, 2, noise=True)
+    header = limits.read_header(data)
+    assert limits.inflated_limit(header) >= 512 * 512 * 2 * 2
+    written = io.BytesIO()
+    limits.inflate_to(data, written, limits.inflated_limit(header))
+    assert len(written.getvalue()) > 512 * 512 * 2 * 2
+    with pytest.raises(limits.TooLarge, match="inflates past"):
+        limits.inflate_to(data, io.BytesIO(), 512 * 512 * 2)
