@@ -44,6 +44,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def wait_for(predicate, timeout: float = 120, step: float = 0.1):
+    """Poll `predicate` until it returns something truthy (returned); TimeoutError after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    raise TimeoutError("condition not met")
+
+
 def needs_orthanc() -> None:
     """Skip the calling test (with the reason) where Orthanc is not installed."""
     if not Path(ORTHANC).exists():

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from pydicom.uid import generate_uid
 
-from orthanc_server import OrthancServer
+from orthanc_server import OrthancServer, wait_for
 from support.dicom_factory import DICOM_MR, mr_image
 from support.storing import keep_storing
 
@@ -33,16 +33,6 @@ def stored_rows(server: OrthancServer) -> list[tuple]:
         return db.execute("SELECT instance, frame, generation FROM vectors").fetchall()
     finally:
         db.close()
-
-
-def wait_for(predicate, timeout=60, step=0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    raise TimeoutError("condition not met")
 
 
 @needs_structural

@@ -15,6 +15,8 @@ import time
 
 import numpy as np
 import pytest
+
+from orthanc_server import wait_for
 from PIL import Image
 from pydicom.uid import generate_uid
 
@@ -46,16 +48,6 @@ def png() -> bytes:
     Image.fromarray((np.random.default_rng(5).random((64, 64)) * 255).astype(np.uint8)).save(
         buffer, format="PNG")
     return buffer.getvalue()
-
-
-def wait_for(predicate, timeout=60, step=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    raise TimeoutError("condition not met")
 
 
 def test_409_not_indexed_yet_with_pending_then_409_re_index_already_running(make_server,

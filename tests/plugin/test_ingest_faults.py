@@ -14,7 +14,7 @@ import pydicom
 import pytest
 from pydicom.uid import generate_uid
 
-from orthanc_server import OrthancServer
+from orthanc_server import OrthancServer, wait_for
 from support.bombs import deflated_image
 from support.dicom_factory import mr_image
 
@@ -40,16 +40,6 @@ def query(connection: sqlite3.Connection, sql: str, args=()) -> list[tuple]:
         return rows
     finally:
         connection.close()
-
-
-def wait_for(predicate, timeout=120, step=0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    raise TimeoutError("condition not met")
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,8 @@ import time
 
 import numpy as np
 import pytest
+
+from orthanc_server import wait_for
 from pydicom.uid import generate_uid
 
 from support.dicom_factory import mr_image
@@ -22,16 +24,6 @@ def images(count: int, patient: str, seed: int) -> list[bytes]:
     study, series = generate_uid(), generate_uid()
     return [mr_image((rng.random((64, 64)) * 4000).astype(np.uint16), patient, study, series,
                      instance_number=i + 1) for i in range(count)]
-
-
-def wait_for(predicate, timeout=120, step=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    raise TimeoutError("condition not met")
 
 
 def arrivals_are_searchable_during_the_re_index(server, seed: int) -> list[str]:
