@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 import shutil
-import time
 
 import numpy as np
 import pytest
