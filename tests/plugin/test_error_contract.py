@@ -14,11 +14,10 @@ import shutil
 
 import numpy as np
 import pytest
-
-from orthanc_server import wait_for
 from PIL import Image
 from pydicom.uid import generate_uid
 
+from orthanc_server import wait_for
 from support.dicom_factory import mr_image
 from support.storing import keep_storing
 

@@ -9,10 +9,9 @@ import time
 
 import numpy as np
 import pytest
-
-from orthanc_server import wait_for
 from pydicom.uid import generate_uid
 
+from orthanc_server import wait_for
 from support.dicom_factory import mr_image
 
 pytestmark = pytest.mark.orthanc
