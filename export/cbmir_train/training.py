@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from cbmir.preprocess import DEFAULT_INPUT_SIZE, PREPROCESS_VERSION
+from cbmir.preprocess import PREPROCESS_VERSION
 
 from . import datasets
 from .augment import augment_batch
@@ -28,6 +28,7 @@ from .inference import CHECKPOINT_FILE, MODEL_FILE, embed_inputs, pick_device
 from .losses import build_loss
 from .metrics import retrieval_metrics
 from .networks import build_model
+from .recipe import RECIPE
 
 
 @dataclass
@@ -36,16 +37,16 @@ class TrainConfig:
     out: str
     train_splits: list[str] = field(default_factory=list)
     val_splits: list[str] = field(default_factory=list)
-    epochs: int = 20
-    batch_size: int = 32
-    lr: float = 2e-3
-    weight_decay: float = 5e-4
-    input_size: int = DEFAULT_INPUT_SIZE
-    dim: int = 128
-    gem_p: float = 3.0
-    loss: str = "proxy"
-    augment: bool = True
-    seed: int = 0
+    epochs: int = RECIPE["epochs"]
+    batch_size: int = RECIPE["batch_size"]
+    lr: float = RECIPE["lr"]
+    weight_decay: float = RECIPE["weight_decay"]
+    input_size: int = RECIPE["input_size"]
+    dim: int = RECIPE["dim"]
+    gem_p: float = RECIPE["gem_p"]
+    loss: str = RECIPE["loss"]
+    augment: bool = RECIPE["augment"]
+    seed: int = RECIPE["seed"]
     weights: str | None = None
     device: str = "auto"
     precision: str = "auto"  # auto | fp32 | bf16
@@ -53,7 +54,7 @@ class TrainConfig:
     cache_dir: str | None = None
     limit: int = 0  # use only the first N training images (tests, smoke runs)
     progress: bool = True
-    precise_bn: bool = True  # re-estimate BatchNorm statistics on un-augmented inputs at the end
+    precise_bn: bool = RECIPE["precise_bn"]  # re-estimate BatchNorm statistics on un-augmented inputs at the end
 
 
 def seed_everything(seed: int) -> None:

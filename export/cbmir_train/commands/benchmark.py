@@ -12,13 +12,12 @@ import json
 import shutil
 from pathlib import Path
 
-from cbmir.preprocess import DEFAULT_INPUT_SIZE
-
 from .. import datasets
 from ..benchmark_report import write_report
 from ..benchmark_steps import (default_model_section, fold_result, quantization_section,
                                ship_default_model)
 from ..losses import LOSSES
+from ..recipe import RECIPE
 from ..training import TrainConfig, fit
 
 
@@ -27,13 +26,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="folder for NAME.md and NAME.json")
     parser.add_argument("--name", default="figshare")
     parser.add_argument("--runs", default="runs/benchmark", help="work folder (checkpoints, caches)")
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--input-size", type=int, default=DEFAULT_INPUT_SIZE)
-    parser.add_argument("--dim", type=int, default=128)
-    parser.add_argument("--loss", choices=LOSSES, default="proxy")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=int, default=RECIPE["epochs"])
+    parser.add_argument("--input-size", type=int, default=RECIPE["input_size"])
+    parser.add_argument("--dim", type=int, default=RECIPE["dim"])
+    parser.add_argument("--loss", choices=LOSSES, default=RECIPE["loss"])
+    parser.add_argument("--batch-size", type=int, default=RECIPE["batch_size"])
+    parser.add_argument("--lr", type=float, default=RECIPE["lr"])
+    parser.add_argument("--seed", type=int, default=RECIPE["seed"])
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--folds", default="", help="only these folds (default: every split)")
     parser.add_argument("--quantize-check-folds", type=int, default=1,
