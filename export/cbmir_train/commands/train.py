@@ -22,6 +22,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dim", type=int, default=RECIPE["dim"], help="embedding dimension D")
     parser.add_argument("--loss", choices=LOSSES, default=RECIPE["loss"])
     parser.add_argument("--no-augment", dest="augment", action="store_false")
+    parser.add_argument("--instance-weight", type=float, default=0.0,
+                        help="lambda of an instance-level NT-Xent term (two augmented views of an "
+                             "image must match each other more than other images); 0 = off")
+    parser.add_argument("--instance-temperature", type=float, default=0.1)
+    parser.add_argument("--data-device", choices=("auto", "cpu"), default="auto",
+                        help="keep the preloaded inputs on the training device (auto) or in RAM")
     parser.add_argument("--weights", help="state dict for the GoogLeNet trunk (e.g. torchvision ImageNet)")
     parser.add_argument("--seed", type=int, default=RECIPE["seed"])
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
@@ -40,7 +46,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         lr=args.lr, weight_decay=args.weight_decay, input_size=args.input_size, dim=args.dim,
         loss=args.loss, augment=args.augment, seed=args.seed, weights=args.weights,
         device=args.device, precision=args.precision, threads=args.threads,
-        cache_dir=args.cache_dir, limit=args.limit, progress=not args.quiet)
+        cache_dir=args.cache_dir, limit=args.limit, progress=not args.quiet,
+        instance_weight=args.instance_weight, instance_temperature=args.instance_temperature,
+        data_device=args.data_device)
 
 
 def run(args: argparse.Namespace) -> int:
