@@ -199,6 +199,7 @@ def evaluate_finegrained(embed, size: int, vectors: np.ndarray, records, queries
                                              "database": len(query_rows) + len(database_rows)}},
         "own_patient_first": own_patient_first(vectors, [r.patient_id for r in records],
                                                query_rows, query_rows + database_rows),
-        "spread": score_spread(vectors[query_rows], [labels[i] for i in query_rows],
-                               vectors[database_rows], [labels[i] for i in database_rows]),
+        "spread": (score_spread(vectors[query_rows], [labels[i] for i in query_rows],
+                                vectors[database_rows], [labels[i] for i in database_rows])
+                   if database_rows else {}),  # queries searched among themselves: no spread
     }

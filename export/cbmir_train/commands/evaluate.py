@@ -38,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
         own = fine["own_patient_first"]["rate"]
         print(f"fine-grained: copy finds original first {held_out['top1']:.3f} (median rank "
               f"{held_out['median_rank']:g}), own patient first "
-              f"{'n/a' if own is None else f'{own:.3f}'}, median same-type cosine "
-              f"{spread['median_same_type_cosine']:.4f}, top-10 span {spread['median_top10_span']:.4f}")
+              f"{'n/a' if own is None else f'{own:.3f}'}"
+              + (f", median same-type cosine {spread['median_same_type_cosine']:.4f}, top-10 span "
+                 f"{spread['median_top10_span']:.4f}" if spread else ""))
     return 0
