@@ -12,31 +12,42 @@ import numpy as np
 from tqdm import tqdm
 
 from . import datasets
+from .finegrained import DEFAULT_SEED, evaluate_finegrained
+from .finegrained import markdown_section as finegrained_markdown
 from .metrics import retrieval_metrics
+
+
+def load_embedder(model_path: str | Path, threads: int = 0, batch_size: int = 64,
+                  progress: bool = False):
+    """(input size, function (N, 1, S, S) inputs -> (N, D) unit vectors, model description)."""
+    model_path = Path(model_path)
+    if model_path.suffix == ".onnx":
+        from cbmir.embed import Embedder
+
+        embedder = Embedder(model_path, threads=threads)
+
+        def embed(inputs: np.ndarray) -> np.ndarray:
+            starts = tqdm(range(0, len(inputs), batch_size), desc="embed", unit="batch",
+                          disable=not progress)
+            return np.concatenate([embedder.embed_inputs(inputs[i:i + batch_size])
+                                   for i in starts] or
+                                  [np.zeros((0, embedder.dim), np.float32)])
+        return embedder.input_size, embed, {"model": str(model_path), "kind": "onnx",
+                                            "card": embedder.card}
+    from .inference import embed_inputs, load_trained
+
+    model, info = load_trained(model_path)
+    return (info["config"]["input_size"],
+            lambda inputs: embed_inputs(model, inputs, batch_size, progress=progress),
+            {"model": str(model_path), "kind": "torch", "config": info["config"]})
 
 
 def embed_records(model_path: str | Path, records: list[datasets.Record], batch_size: int = 64,
                   cache_dir: str | Path | None = None, threads: int = 0,
                   progress: bool = True) -> tuple[np.ndarray, dict]:
     """(N, D) unit vectors for `records`, plus a description of the model used."""
-    model_path = Path(model_path)
-    if model_path.suffix == ".onnx":
-        from cbmir.embed import Embedder
-
-        embedder = Embedder(model_path, threads=threads)
-        inputs = datasets.load_inputs(records, embedder.input_size, cache_dir, progress)
-        starts = tqdm(range(0, len(inputs), batch_size), desc="embed", unit="batch",
-                      disable=not progress)
-        vectors = np.concatenate([embedder.embed_inputs(inputs[i:i + batch_size])
-                                  for i in starts] or
-                                 [np.zeros((0, embedder.dim), np.float32)])
-        return vectors, {"model": str(model_path), "kind": "onnx", "card": embedder.card}
-    from .inference import embed_inputs, load_trained
-
-    model, info = load_trained(model_path)
-    inputs = datasets.load_inputs(records, info["config"]["input_size"], cache_dir, progress)
-    vectors = embed_inputs(model, inputs, batch_size, progress=progress)
-    return vectors, {"model": str(model_path), "kind": "torch", "config": info["config"]}
+    size, embed, info = load_embedder(model_path, threads, batch_size, progress)
+    return embed(datasets.load_inputs(records, size, cache_dir, progress)), info
 
 
 def score_splits(vectors: np.ndarray, records: list[datasets.Record], queries: list[str],
@@ -117,16 +128,20 @@ def save_plots(result: dict, vectors: np.ndarray, labels: list[str], out: Path,
 
 def evaluate(model_path: str | Path, manifest: str | Path, queries: list[str],
              database: list[str], out: str | Path, cache_dir=None, map_method: str = "pca",
-             threads: int = 0, progress: bool = True, limit: int = 0) -> dict:
+             threads: int = 0, progress: bool = True, limit: int = 0,
+             finegrained_seed: int | None = DEFAULT_SEED) -> dict:
     """The whole `cbmir evaluate`: embed, score, write evaluation.json/.md and PNG plots.
     `limit`: evaluate N images only, stratified by (split, label) (smoke runs)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     records = datasets.select(datasets.read_manifest(manifest), sorted(set(queries + database)))
     records = datasets.stratified_sample(records, limit, key=lambda r: (r.split, r.label))
-    vectors, model_info = embed_records(model_path, records, cache_dir=cache_dir, threads=threads,
-                                        progress=progress)
+    size, embed, model_info = load_embedder(model_path, threads, progress=progress)
+    vectors = embed(datasets.load_inputs(records, size, cache_dir, progress))
     result = score_splits(vectors, records, queries, database)
+    if finegrained_seed is not None:
+        result["finegrained"] = evaluate_finegrained(embed, size, vectors, records, queries,
+                                                     database, finegrained_seed)
     result["model"] = str(model_path)
     result["model_info"] = {k: v for k, v in model_info.items() if k != "model"}
     result["manifest"] = str(manifest)
@@ -136,6 +151,9 @@ def evaluate(model_path: str | Path, manifest: str | Path, queries: list[str],
 
     evaluation_figures(vectors, records, result, out, progress)  # adds chance, per-label curves
     (out / "evaluation.json").write_text(json.dumps(result, indent=2))
-    (out / "evaluation.md").write_text(markdown_summary(result))
+    summary = markdown_summary(result)
+    if "finegrained" in result:
+        summary += "\n" + finegrained_markdown(result["finegrained"])
+    (out / "evaluation.md").write_text(summary)
     save_plots(result, vectors, [r.label for r in records], out, map_method)
     return result

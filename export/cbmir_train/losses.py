@@ -72,3 +72,28 @@ def build_loss(name: str, num_classes: int, dim: int) -> nn.Module:
     if name == "multisim":
         return MultiSimilarityLoss()
     raise ValueError(f"unknown loss {name!r}; choose from {LOSSES}")
+
+
+class InstanceContrastLoss(nn.Module):
+    """NT-Xent / InfoNCE (SimCLR): two augmented views of one image must match each other
+    more than any other image in the batch, same label included.
+
+    Used beside the label loss (`TrainConfig.instance_weight`) so that images of one type
+    are not squeezed to one point: the order within a type is what "most alike case" means.
+    """
+
+    def __init__(self, temperature: float = 0.1):
+        super().__init__()
+        self.temperature = temperature
+
+    def forward(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+        views = F.normalize(torch.cat([first, second]).float(), dim=1)
+        count = first.shape[0]
+        logits = views @ views.t() / self.temperature
+        logits = logits.masked_fill(torch.eye(2 * count, dtype=torch.bool, device=logits.device),
+                                    float("-inf"))
+        partner = torch.arange(2 * count, device=logits.device).roll(count)
+        return F.cross_entropy(logits, partner)
+
+    def extra_repr(self) -> str:
+        return f"temperature={self.temperature}"

@@ -21,14 +21,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from cbmir.preprocess import DEFAULT_INPUT_SIZE, PREPROCESS_VERSION
+from cbmir.preprocess import PREPROCESS_VERSION
 
 from . import datasets
 from .augment import augment_batch
 from .inference import CHECKPOINT_FILE, MODEL_FILE, embed_inputs, pick_device
-from .losses import build_loss
+from .losses import InstanceContrastLoss, build_loss
 from .metrics import retrieval_metrics
 from .networks import build_model
+from .recipe import RECIPE
 
 
 @dataclass
@@ -37,16 +38,16 @@ class TrainConfig:
     out: str
     train_splits: list[str] = field(default_factory=list)
     val_splits: list[str] = field(default_factory=list)
-    epochs: int = 20
-    batch_size: int = 32
-    lr: float = 2e-3
-    weight_decay: float = 5e-4
-    input_size: int = DEFAULT_INPUT_SIZE
-    dim: int = 128
-    gem_p: float = 3.0
-    loss: str = "proxy"
-    augment: bool = True
-    seed: int = 0
+    epochs: int = RECIPE["epochs"]
+    batch_size: int = RECIPE["batch_size"]
+    lr: float = RECIPE["lr"]
+    weight_decay: float = RECIPE["weight_decay"]
+    input_size: int = RECIPE["input_size"]
+    dim: int = RECIPE["dim"]
+    gem_p: float = RECIPE["gem_p"]
+    loss: str = RECIPE["loss"]
+    augment: bool = RECIPE["augment"]
+    seed: int = RECIPE["seed"]
     weights: str | None = None
     device: str = "auto"
     precision: str = "auto"  # auto | fp32 | bf16
@@ -54,7 +55,10 @@ class TrainConfig:
     cache_dir: str | None = None
     limit: int = 0  # use only N training images, stratified by label (tests, smoke runs)
     progress: bool = True
-    precise_bn: bool = True  # re-estimate BatchNorm statistics on un-augmented inputs at the end
+    precise_bn: bool = RECIPE["precise_bn"]  # re-estimate BatchNorm statistics on un-augmented inputs at the end
+    instance_weight: float = 0.0  # lambda of the instance (NT-Xent) term beside the label loss; 0 = off
+    instance_temperature: float = 0.1
+    data_device: str = "auto"  # where the preloaded inputs live: auto (the training device), cpu
 
 
 def seed_everything(seed: int) -> None:
@@ -111,6 +115,36 @@ def recalibrate_batchnorm(model: torch.nn.Module, inputs: torch.Tensor, device: 
     model.eval()
 
 
+def data_device_for(config: TrainConfig, device: torch.device) -> torch.device:
+    """Where the preloaded inputs are kept: on the training device unless told otherwise, so
+    indexing, augmentation and the forward pass never wait on host-to-device copies."""
+    if config.data_device not in ("auto", "cpu"):
+        raise ValueError(f"data_device must be auto or cpu, not {config.data_device!r}")
+    return device if config.data_device == "auto" else torch.device("cpu")
+
+
+def training_step(model, criterion, batch: torch.Tensor, labels: torch.Tensor,
+                  generator: torch.Generator, config: TrainConfig, bf16: bool,
+                  instance: InstanceContrastLoss | None = None) -> torch.Tensor:
+    """Loss of one batch: augmentation on the batch's own device, label loss, and with
+    `instance` a second augmented view of every image and the NT-Xent term between the views."""
+    device = next(model.parameters()).device
+    batch = batch.to(device, non_blocking=True)
+    views = [augment_batch(batch, generator) if config.augment else batch]
+    if instance is not None:
+        views.append(augment_batch(batch, generator) if config.augment else batch)
+    stacked = torch.cat(views) if len(views) > 1 else views[0]
+    stacked = stacked.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        embeddings = model(stacked)
+    embeddings = embeddings.float()
+    loss = criterion(embeddings, labels.repeat(len(views)))
+    if instance is not None:
+        first, second = embeddings.chunk(2)
+        loss = loss + config.instance_weight * instance(first, second)
+    return loss
+
+
 def _save(path: Path, payload: dict) -> None:
     temporary = path.with_suffix(".tmp")
     torch.save(payload, temporary)
@@ -126,6 +160,8 @@ def fit(config: TrainConfig, resume: bool = False) -> dict:
     seed_everything(config.seed)
     device = pick_device(config.device)
     bf16 = use_bf16(config, device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick its fastest kernels
 
     records = datasets.read_manifest(config.manifest)
     train_records = datasets.select(records, config.train_splits)
@@ -134,15 +170,18 @@ def fit(config: TrainConfig, resume: bool = False) -> dict:
         train_records = datasets.stratified_sample(train_records, config.limit)
     val_records = datasets.select(records, config.val_splits) if config.val_splits else []
     codec = datasets.LabelCodec([r.label for r in train_records])
+    data_device = data_device_for(config, device)
     train_inputs = torch.from_numpy(datasets.load_inputs(
-        train_records, config.input_size, config.cache_dir, config.progress))
-    train_labels = torch.from_numpy(codec.encode([r.label for r in train_records]))
+        train_records, config.input_size, config.cache_dir, config.progress)).to(data_device)
+    train_labels = torch.from_numpy(codec.encode([r.label for r in train_records])).to(device)
     val_inputs = (datasets.load_inputs(val_records, config.input_size, config.cache_dir,
                                        config.progress) if val_records else None)
 
     model = build_model(config.dim, config.gem_p, weights=config.weights).to(device)
     model = model.to(memory_format=torch.channels_last)
     criterion = build_loss(config.loss, len(codec), config.dim).to(device)
+    instance = (InstanceContrastLoss(config.instance_temperature)
+                if config.instance_weight > 0 else None)
     parameters = [{"params": [p for n, p in model.named_parameters() if n != "pool.p"]},
                   {"params": [model.pool.p], "weight_decay": 0.0},
                   {"params": list(criterion.parameters()), "weight_decay": 0.0}]
@@ -176,25 +215,22 @@ def fit(config: TrainConfig, resume: bool = False) -> dict:
         generator.manual_seed(config.seed * 1000 + epoch)
         model.train()
         began = time.time()
-        order = torch.randperm(len(train_records), generator=generator)
+        order = torch.randperm(len(train_records), generator=generator).to(data_device)
         losses = []
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{config.epochs}",
                    unit="batch", disable=not config.progress)
         for step in bar:
             chosen = order[step * config.batch_size:(step + 1) * config.batch_size]
-            batch, labels = train_inputs[chosen], train_labels[chosen].to(device)
-            if config.augment:
-                batch = augment_batch(batch, generator)
-            batch = batch.to(device).contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                embeddings = model(batch)
-            loss = criterion(embeddings.float(), labels)
+            loss = training_step(model, criterion, train_inputs[chosen],
+                                 train_labels[chosen.to(device)], generator, config, bf16, instance)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             scheduler.step()
-            losses.append(float(loss.detach()))
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+            losses.append(loss.detach())  # kept on the device: no sync per step on a GPU
+            if config.progress and step % 20 == 19:
+                bar.set_postfix(loss=f"{float(torch.stack(losses[-20:]).mean()):.4f}")
+        losses = torch.stack(losses).float().cpu().numpy() if losses else np.zeros(0)
         seconds = time.time() - began
         elapsed += seconds
         entry = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "seconds": round(seconds, 1),

@@ -37,6 +37,11 @@ def test_train_export_evaluate_embed(tiny_manifest, tmp_path):
     assert 0.0 < result["mAP"] <= 1.0
     assert set(result["per_label"]) == {"glioma", "meningioma", "pituitary"}
     assert "| **all** |" in (evaluation / "evaluation.md").read_text()
+    fine = result["finegrained"]
+    assert fine["copy"]["query splits"]["copies"] == result["queries"]
+    assert 0 <= fine["copy"]["query splits"]["top1"] <= 1
+    assert -1 <= fine["spread"]["median_same_type_cosine"] <= 1
+    assert "Perturbed copy finds its original first" in (evaluation / "evaluation.md").read_text()
     for plot in ("precision_recall.png", "embedding_map.png"):
         assert (evaluation / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -59,6 +64,7 @@ def test_evaluate_a_checkpoint_with_torch(tiny_run, tiny_manifest, tmp_path):
     result = json.loads((tmp_path / "evaluation.json").read_text())
     # Same split as queries and database: each query is left out of its own ranking.
     assert result["database"] == 10 and result["queries"] == 10
+    assert result["finegrained"]["copy"]["query splits"]["copies"] == 10
 
 
 def test_resume_continues_the_history(tiny_manifest, tmp_path):

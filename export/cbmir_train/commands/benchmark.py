@@ -12,13 +12,12 @@ import json
 import shutil
 from pathlib import Path
 
-from cbmir.preprocess import DEFAULT_INPUT_SIZE
-
 from .. import datasets
 from ..benchmark_report import write_report
 from ..benchmark_steps import (default_model_section, fold_result, quantization_section,
                                ship_default_model)
 from ..losses import LOSSES
+from ..recipe import RECIPE
 from ..training import TrainConfig, fit
 
 
@@ -27,14 +26,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="folder for NAME.md and NAME.json")
     parser.add_argument("--name", default="figshare")
     parser.add_argument("--runs", default="runs/benchmark", help="work folder (checkpoints, caches)")
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--input-size", type=int, default=DEFAULT_INPUT_SIZE)
-    parser.add_argument("--dim", type=int, default=128)
-    parser.add_argument("--loss", choices=LOSSES, default="proxy")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=int, default=RECIPE["epochs"])
+    parser.add_argument("--input-size", type=int, default=RECIPE["input_size"])
+    parser.add_argument("--dim", type=int, default=RECIPE["dim"])
+    parser.add_argument("--loss", choices=LOSSES, default=RECIPE["loss"])
+    parser.add_argument("--batch-size", type=int, default=RECIPE["batch_size"])
+    parser.add_argument("--lr", type=float, default=RECIPE["lr"])
+    parser.add_argument("--seed", type=int, default=RECIPE["seed"])
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--instance-weight", type=float, default=0.0,
+                        help="lambda of the instance-level NT-Xent term (see cbmir train)")
+    parser.add_argument("--data-device", choices=("auto", "cpu"), default="auto")
     parser.add_argument("--folds", default="", help="only these folds (default: every split)")
     parser.add_argument("--quantize-check-folds", type=int, default=1,
                         help="measure FP32 vs INT8 ONNX (mAP, latency) on the first N folds")
@@ -57,7 +59,8 @@ def base_config(args, out: Path, train_splits: list[str]) -> TrainConfig:
                        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                        input_size=args.input_size, dim=args.dim, loss=args.loss, seed=args.seed,
                        threads=args.threads, cache_dir=str(Path(args.runs) / "cache"),
-                       progress=not args.quiet)
+                       progress=not args.quiet, instance_weight=args.instance_weight,
+                       data_device=args.data_device)
 
 
 def protocol(args, splits: list[str], records) -> dict:
@@ -67,7 +70,8 @@ def protocol(args, splits: list[str], records) -> dict:
         "dataset": f"{args.name} ({len(records)} images, labels {', '.join(labels)})",
         "command": (f"cbmir benchmark --manifest {args.manifest} --out {args.out} "
                     f"--name {args.name} --runs {args.runs} --epochs {args.epochs} --input-size {args.input_size} --dim {args.dim} "
-                    f"--loss {args.loss}"
+                    f"--loss {args.loss} --batch-size {args.batch_size} --lr {args.lr}"
+                    + (f" --instance-weight {args.instance_weight}" if args.instance_weight else "")
                     + (f" --compare-losses {args.compare_losses}" if args.compare_losses else "")),
         "script": "export/run-benchmark.sh",
         "data_description": (f"manifest `{args.manifest}`; images decoded with "
