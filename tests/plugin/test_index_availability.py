@@ -6,7 +6,6 @@ Tests run as root here, so permissions cannot make a folder unwritable: the inde
 unusable by a regular file standing where the folder (or one of its parents) must be."""
 from __future__ import annotations
 
-import subprocess
 import time
 
 import numpy as np
@@ -14,6 +13,7 @@ import pytest
 from pydicom.uid import generate_uid
 
 from support.dicom_factory import mr_image
+from support.small_fs import tmpfs
 
 pytestmark = pytest.mark.orthanc
 
@@ -37,14 +37,8 @@ def _wait_started(server, timeout: float = 60) -> dict:
 @pytest.fixture
 def full_filesystem(tmp_path):
     """A 2 MiB tmpfs filled to the last byte (needs root and mount; skipped otherwise)."""
-    mount_point = tmp_path / "small-fs"
-    mount_point.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount_point)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.strip()}")
-    filler = mount_point / "filler"
-    try:
+    with tmpfs(tmp_path / "small-fs", "2m") as mount_point:
+        filler = mount_point / "filler"
         with filler.open("wb", buffering=0) as handle:
             try:
                 while True:
@@ -52,8 +46,6 @@ def full_filesystem(tmp_path):
             except OSError:
                 pass
         yield mount_point, filler
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], capture_output=True)
 
 
 @pytest.mark.parametrize("blocker", ["file-at-folder", "file-as-parent", "full-filesystem"])

@@ -17,6 +17,7 @@ from pydicom.uid import generate_uid
 from orthanc_server import OrthancServer, wait_for
 from support.bombs import deflated_image
 from support.dicom_factory import mr_image
+from support.small_fs import tmpfs
 
 pytestmark = pytest.mark.orthanc
 ALL = {"exclude_same_patient": "false", "group_by": "instance"}
@@ -110,14 +111,8 @@ def test_an_instance_that_kills_the_process_is_recorded_failed_and_not_replayed(
 @pytest.fixture
 def small_disk(tmp_path):
     """A 400 KB tmpfs for the index folder (root only); skipped clearly where mount is denied."""
-    folder = tmp_path / "small-disk"
-    folder.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(folder)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here (needs root): {done.stderr.strip()}")
-    yield folder
-    subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+    with tmpfs(tmp_path / "small-disk", "400k") as folder:
+        yield folder
 
 
 def test_a_full_index_disk_loses_no_image(make_server, small_disk):

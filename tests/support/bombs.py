@@ -6,12 +6,12 @@ import struct
 import zlib
 
 import numpy as np
-from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset, write_file_meta_info
 from pydicom.uid import DeflatedExplicitVRLittleEndian, generate_uid
 
-MR_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
+from support.dicom_factory import MR_STORAGE, _base
+
 
 
 def deflated_image(rows: int, columns: int, frames: int = 1, patient_id: str = "BOMB",
@@ -19,19 +19,10 @@ def deflated_image(rows: int, columns: int, frames: int = 1, patient_id: str = "
                    label: str | None = None, noise: bool = False) -> bytes:
     """A deflated 16-bit MR of `frames` x rows x columns: zero pixels (a bomb) or, with
     `noise`, a small random pattern repeated (still compresses well, still decodes)."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = MR_STORAGE
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
-    ds = Dataset()
-    ds.SOPClassUID = MR_STORAGE
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.PatientID, ds.PatientName = patient_id, f"Test^{patient_id}"
-    ds.StudyInstanceUID = study_uid or generate_uid()
-    ds.SeriesInstanceUID = series_uid or generate_uid()
-    ds.StudyDate, ds.StudyTime, ds.Modality = "20240101", "120000", "MR"
-    ds.SeriesNumber, ds.InstanceNumber, ds.StudyID = 1, 1, "1"
-    ds.AccessionNumber = ds.ReferringPhysicianName = ""
+    ds = _base(MR_STORAGE, patient_id, study_uid or generate_uid(), series_uid or generate_uid(),
+               "MR")
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    ds.InstanceNumber = 1
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
     ds.Rows, ds.Columns = rows, columns
     if frames > 1:
@@ -57,5 +48,5 @@ def deflated_image(rows: int, columns: int, frames: int = 1, patient_id: str = "
     out.append(deflater.flush())
     head_file = DicomBytesIO()
     head_file.write(b"\x00" * 128 + b"DICM")
-    write_file_meta_info(head_file, meta)
+    write_file_meta_info(head_file, ds.file_meta)
     return head_file.getvalue() + b"".join(out)

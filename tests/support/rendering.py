@@ -9,10 +9,10 @@ import io
 
 import numpy as np
 from PIL import Image
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import generate_uid
 
-MR_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
+from support.dicom_factory import MR_STORAGE, _base, to_bytes
+
 
 
 def picture(height: int = 201, width: int = 243, colour: bool = False) -> np.ndarray:
@@ -32,17 +32,8 @@ def eight_bits_in_sixteen(pixels: np.ndarray, modality: str = "MR", frames: int 
     """MR instance with BitsAllocated 16 / BitsStored 8 / HighBit 7 (what the old importer and
     some converters write; Orthanc 1.10 decodes it wrongly, pydicom right). `frames` > 1 makes a
     multi-frame object whose frame i is `pixels` + 10 * i (clipped)."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = MR_STORAGE
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = MR_STORAGE, meta.MediaStorageSOPInstanceUID
-    ds.PatientID, ds.PatientName = "RENDER-8IN16", "Render^Test"
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
-    ds.StudyDate, ds.StudyTime, ds.Modality, ds.SeriesNumber, ds.InstanceNumber = \
-        "20240101", "120000", modality, 1, 1
+    ds = _base(MR_STORAGE, "RENDER-8IN16", generate_uid(), generate_uid(), modality)
+    ds.InstanceNumber = 1
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
     ds.Rows, ds.Columns = pixels.shape
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 8, 7, 0
@@ -50,9 +41,7 @@ def eight_bits_in_sixteen(pixels: np.ndarray, modality: str = "MR", frames: int 
     if frames > 1:
         ds.NumberOfFrames = frames
     ds.PixelData = np.stack(stack).astype("<u2").tobytes()
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
+    return to_bytes(ds)
 
 
 def png_pixels(data: bytes) -> np.ndarray:

@@ -36,13 +36,18 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def add_orthanc_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options shared with `cbmir demo`."""
+def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
+    """--url/--user/--password, shared by every command that talks to Orthanc."""
     parser.add_argument("--url", required=True, help="Orthanc base URL, e.g. http://localhost:8042")
     parser.add_argument("--user", default=os.environ.get("ORTHANC_USER"),
                         help="Orthanc user for HTTP basic auth (default: $ORTHANC_USER)")
     parser.add_argument("--password", default=os.environ.get("ORTHANC_PASSWORD"),
                         help="Orthanc password (default: $ORTHANC_PASSWORD, kept out of `ps`)")
+
+
+def add_orthanc_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options shared with `cbmir demo`."""
+    add_connection_arguments(parser)
     parser.add_argument("--label-tag", default=dicomize.DEFAULT_LABEL_TAG,
                         help="tag that carries the label: keyword or group,element "
                              "(default ImageComments = 0020,4000)")

@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
+
+from .import_images import add_connection_arguments
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--url", required=True, help="Orthanc base URL, e.g. http://localhost:8042")
-    parser.add_argument("--user", default=os.environ.get("ORTHANC_USER"),
-                        help="Orthanc user for HTTP basic auth (default: $ORTHANC_USER)")
-    parser.add_argument("--password", default=os.environ.get("ORTHANC_PASSWORD"),
-                        help="Orthanc password (default: $ORTHANC_PASSWORD, kept out of `ps`)")
+    add_connection_arguments(parser)
     parser.add_argument("--sample", type=int, default=100,
                         help="instances to re-embed, chosen at random (default 100, at most 2000)")
     parser.add_argument("--instance", action="append", default=[],
