@@ -94,7 +94,7 @@ class OrthancServer:
         return self.user, self.password
 
     def render(self) -> Path:
-        from cbmir.orthanc_config import render
+        from cbmir.tools.orthanc_config import render
 
         path, info = render(home=self.home, http_port=self.http_port, dicom_port=self.dicom_port,
                             user=self.user, password=self.password, cbmir=self.cbmir,
