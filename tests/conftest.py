@@ -13,6 +13,10 @@ Fixtures for other test writers (all documented in tests/orthanc_server.py):
   pending and every change logged so far processed.
 - `make_server(**cbmir)` (function): factory for extra servers a test may kill,
   restart or misconfigure; all are stopped at the end of the test.
+- `postgres` (session): a private PostgreSQL (tests/support/postgres.py) on a free port;
+  skipped with the reason where Debian's binaries are absent. `pg_database` (function):
+  a fresh, empty database on it for one test; its value is the connection settings
+  {"Host", "Port", "Database", "Username", "Password"}.
 """
 from __future__ import annotations
 
@@ -59,6 +63,25 @@ def tiny_model(tmp_path_factory) -> Path:
     pytest.importorskip("torch", reason="torch is needed to export the tiny test model")
     from support.tiny_model import export_tiny_model
     return export_tiny_model(tmp_path_factory.mktemp("tiny-model-only"))
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory):
+    from support.postgres import PostgresServer, missing_reason
+    reason = missing_reason()
+    if reason:
+        pytest.skip(reason)
+    server = PostgresServer(tmp_path_factory.mktemp("postgres")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_database(postgres, request) -> dict:
+    """A fresh database per test, so tests never see each other's rows."""
+    import re
+    name = "t_" + re.sub(r"[^a-z0-9_]", "_", request.node.name.lower())[:40] + f"_{id(request) % 10**6}"
+    return postgres.create_database(name)
 
 
 @pytest.fixture(scope="session")
