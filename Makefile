@@ -5,10 +5,14 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 SYSTEM_PYTHON := /usr/bin/python3
 
-.PHONY: run test docs-screenshot model-reference bench system-deps system-deps-test venv venv-train viewer benchmark-figshare clean
+.PHONY: run cluster system-deps-cluster test docs-screenshot model-reference bench system-deps system-deps-test venv venv-train viewer benchmark-figshare clean
 
 run: system-deps venv viewer
 	scripts/run.sh
+
+# Several Orthanc nodes on one private PostgreSQL (docs/cluster.md); foreground, Ctrl-C stops all.
+cluster: system-deps-cluster venv viewer
+	scripts/cluster.sh
 
 test: system-deps-test venv-train viewer
 	$(PY) -m pytest -ra $(PYTEST_ARGS)
@@ -23,6 +27,9 @@ system-deps:
 
 system-deps-test:
 	scripts/install-system.sh test
+
+system-deps-cluster:
+	scripts/install-system.sh cluster
 
 # The plugin runtime venv, made with the system python3 (the ABI of Orthanc's embedded Python).
 $(VENV)/.runtime-ok: pyproject.toml

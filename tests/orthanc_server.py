@@ -195,33 +195,12 @@ class OrthancServer:
         raise TimeoutError(f"CBMIR not idle after {timeout} s: {status}\n{self.log_tail()}")
 
 
-POSTGRESQL_PLUGINS = {"index": "/usr/share/orthanc/plugins/libOrthancPostgreSQLIndex.so",
-                      "storage": "/usr/share/orthanc/plugins/libOrthancPostgreSQLStorage.so"}
-
-
 def cluster_overrides(pg: dict, storage_directory: str | Path | None = None,
                       node_name: str | None = None) -> tuple[dict, dict]:
-    """(overrides, cbmir) for an Orthanc node of a cluster on the PostgreSQL `pg`
-    ({"Host", "Port", "Database", "Username", "Password"}, e.g. the `pg_database` fixture).
-
-    The index lives in PostgreSQL (Lock off: several writers); the DICOM files in the shared
-    `storage_directory`, or in PostgreSQL too when it is None. See docs/cluster.md for what
-    Orthanc does with several nodes on one database. CBMIR uses the PostgreSQL store, with
-    Orthanc's section for its connection, and `node_name` as its NodeName when given."""
-    from cbmir.orthanc_config import TEMPLATE
-    import json
-    plugins = json.loads(TEMPLATE.read_text())["Plugins"] + [POSTGRESQL_PLUGINS["index"]]
-    section = dict(pg, EnableIndex=True, EnableStorage=storage_directory is None, Lock=False,
-                   IndexConnectionsCount=2)
-    overrides = {"Plugins": plugins, "PostgreSQL": section}
-    if storage_directory is None:
-        plugins.append(POSTGRESQL_PLUGINS["storage"])
-    else:
-        overrides["StorageDirectory"] = str(storage_directory)
-    cbmir = {"Store": "postgresql"}
-    if node_name:
-        cbmir["NodeName"] = node_name
-    return overrides, cbmir
+    """(overrides, cbmir) to pass to OrthancServer for a node of a cluster on the PostgreSQL
+    `pg` (e.g. the `pg_database` fixture); see cbmir.orthanc_config.cluster_overrides."""
+    from cbmir.orthanc_config import cluster_overrides as overrides_for
+    return overrides_for(pg, storage_directory, node_name)
 
 
 @contextlib.contextmanager
