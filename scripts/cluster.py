@@ -4,7 +4,8 @@
 Environment (defaults): CBMIR_HOME (<checkout>/.cbmir-cluster), CBMIR_NODES (2),
 CBMIR_PG_PORT (5433), CBMIR_HTTP_PORT (8042) and CBMIR_DICOM_PORT (4242): node i listens on
 port+i; CBMIR_USER (cbmir) / CBMIR_PASSWORD (random, kept in CBMIR_HOME/credentials.json),
-the same login on every node, as `make run`.
+the same login on every node, as `make run`; CBMIR_MODEL (the shipped model) an ONNX model
+to use instead (tests use a tiny one).
 
 Layout under CBMIR_HOME: postgres/ (data folder, log), storage/ (the DICOM files, shared by
 every node), node-<i>/ (orthanc.json, orthanc.log, the node's ANN replica). SIGINT/SIGTERM
@@ -91,6 +92,8 @@ def main() -> int:
             node_home = home / f"node-{i}"
             overrides, cbmir = cluster_overrides(pg.settings(), home / "storage", f"node-{i}")
             cbmir["IndexDirectory"] = str(node_home / "cbmir-index")
+            if os.environ.get("CBMIR_MODEL"):
+                cbmir["ModelPath"] = os.environ["CBMIR_MODEL"]
             overrides["Name"] = f"CBMIR-{i}"
             config, info = render(home=node_home, http_port=http_port + i, dicom_port=dicom_port + i,
                                   user=user, password=password, cbmir=cbmir, overrides=overrides)
