@@ -69,6 +69,7 @@ bench: system-deps-test venv-train
 	$(PY) bench/query.py --sizes 16000,100000,1000000 --rest 16000
 	$(PY) bench/load.py --seconds 60
 	$(PY) bench/crash.py --images 500 --kills 3
+	$(PY) bench/cluster.py --nodes 1,2,3 --images 300
 
 clean:
 	rm -rf $(VENV) build
