@@ -20,8 +20,8 @@ RUN apt-get update && apt-get install -y --no-install-recommends g++ python3-dev
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /opt/cbmir
 COPY pyproject.toml README.md ./
+# Only the plugin's runtime (pyproject `dependencies`): no export/, no offline tools, no torch.
 COPY plugin/ plugin/
-COPY export/ export/
 RUN pip3 install --no-cache-dir --break-system-packages . \
     && if [ "$ORT_PACKAGE" != onnxruntime ]; then \
          pip3 uninstall -y --break-system-packages onnxruntime \

@@ -5,13 +5,13 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 SYSTEM_PYTHON := /usr/bin/python3
 
-.PHONY: run cluster system-deps-cluster test docs-screenshot model-reference bench system-deps system-deps-test venv venv-train viewer benchmark-figshare clean
+.PHONY: run cluster system-deps-cluster test docs-screenshot model-reference bench system-deps system-deps-test venv venv-tools venv-train viewer benchmark-figshare clean
 
-run: system-deps venv viewer
+run: system-deps venv-tools viewer
 	scripts/run.sh
 
 # Several Orthanc nodes on one private PostgreSQL (docs/cluster.md); foreground, Ctrl-C stops all.
-cluster: system-deps-cluster venv viewer
+cluster: system-deps-cluster venv-tools viewer
 	scripts/cluster.sh
 
 test: system-deps-test venv-train viewer
@@ -31,14 +31,23 @@ system-deps-test:
 system-deps-cluster:
 	scripts/install-system.sh cluster
 
-# The plugin runtime venv, made with the system python3 (the ABI of Orthanc's embedded Python).
+# The plugin runtime venv, made with the system python3 (the ABI of Orthanc's embedded Python):
+# only what the plugin imports (pyproject's `dependencies`).
 $(VENV)/.runtime-ok: pyproject.toml
 	test -x $(PY) || $(SYSTEM_PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip setuptools wheel
-	$(PIP) install -q -e '.[test,import]'
+	$(PIP) install -q -e .
 	touch $@
 
 venv: $(VENV)/.runtime-ok
+
+# The offline tools (`cbmir import|demo|embed|verify`) on top of the runtime; `make run` adds them
+# so that .venv/bin/cbmir works beside the running Orthanc.
+$(VENV)/.tools-ok: $(VENV)/.runtime-ok
+	$(PIP) install -q -e '.[tools]'
+	touch $@
+
+venv-tools: $(VENV)/.tools-ok
 
 # Record the shipped model's vectors for the reference images (models/default.reference.json,
 # checked by tests/unit/test_default_model.py): run it and commit the file with every new model.
@@ -46,8 +55,8 @@ model-reference: venv
 	PYTHONPATH=plugin:tests $(PY) -m support.model_reference --write
 
 # Training extras (torch CPU, onnx, matplotlib, scikit-learn) on top of the runtime.
-$(VENV)/.train-ok: $(VENV)/.runtime-ok
-	$(PIP) install -q -e '.[train,test]'
+$(VENV)/.train-ok: $(VENV)/.tools-ok
+	$(PIP) install -q -e '.[tools,train,test]'
 	touch $@
 
 venv-train: $(VENV)/.train-ok

@@ -1,6 +1,6 @@
 """Benchmark: the PostgreSQL cluster (issue 15) with 1, 2 and 3 Orthanc nodes on this machine.
 
-For each node count, on a fresh database of one private PostgreSQL (cbmir.pg_server, the same
+For each node count, on a fresh database of one private PostgreSQL (cbmir.tools.pg_server, the same
 helper `make cluster` uses) with the shipped model and real figshare pixels:
 
 - indexing throughput: `--images` uploads spread over every node by 4 clients, from the first
@@ -29,8 +29,8 @@ from pathlib import Path
 import common
 import requests
 
-from cbmir.orthanc_config import cluster_overrides
-from cbmir.pg_server import PostgresServer, missing_reason
+from cbmir.tools.orthanc_config import cluster_overrides
+from cbmir.tools.pg_server import PostgresServer, missing_reason
 
 SIMILAR = {"k": 10, "exclude_same_patient": "false", "group_by": "instance"}
 

@@ -23,9 +23,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import common
 import numpy as np
 import requests
+
+import common
 
 
 def default_fp32() -> Path:
@@ -60,11 +61,11 @@ def int8_model(fp32: Path) -> Path:
 
 def component_timing(model: Path, datas: list[bytes], batch: int, threads: int) -> dict:
     """Per-image seconds of each ingest stage, run in this process like the worker does."""
-    from cbmir import decode
-    from cbmir.embed import Embedder
-    from cbmir.index import VectorIndex
-    from cbmir.preprocess import preprocess
-    from cbmir.store import Record, Store
+    from cbmir.core import decode
+    from cbmir.core.embed import Embedder
+    from cbmir.core.preprocess import preprocess
+    from cbmir.vectors.index import VectorIndex
+    from cbmir.vectors.store import Record, Store
 
     threads = threads or max(1, (os.cpu_count() or 2) // 2)  # as Engine.worker_embedder
     embedder = Embedder(model, threads=threads, allow_spinning=False)

@@ -1,7 +1,7 @@
 """Memory benchmark, query half (issue 11 point 3): Orthanc's RSS over 10,000 POST /cbmir/query.
 
 Why three servers in one run: orthanc-python 4.0 leaks every REST request's body, headers and
-arguments (plugin/cbmir/rest_leak.py says why); the plugin frees them. The same requests go to
+arguments (plugin/cbmir/service/rest_leak.py says why); the plugin frees them. The same requests go to
 - "on": the plugin as shipped (workaround active),
 - "on-leaky": the plugin with the workaround off (CBMIR_REST_LEAK_WORKAROUND=off): the leak,
 - "off": Orthanc without the Python plugin (the same POST, answered 404 by Orthanc itself):

@@ -17,14 +17,15 @@ import subprocess
 import time
 from pathlib import Path
 
-import common
 import numpy as np
+
+import common
 
 CACHE = common.REPO / "runs" / "bench"
 
 
 class ArrayStore:
-    """The part of `cbmir.store.Store` that `VectorIndex.rebuild` reads."""
+    """The part of `cbmir.vectors.store.Store` that `VectorIndex.rebuild` reads."""
 
     def __init__(self, ids: np.ndarray, vectors: np.ndarray):
         self.ids, self.matrix = ids, vectors
@@ -88,7 +89,7 @@ def rss_mib() -> float:
 def in_process(db: np.ndarray, queries: np.ndarray, trees: int, settings: list[tuple[int, int]],
                fresh: int, ask: int = 50) -> dict:
     """Build the plugin's index over db[:-fresh], add the rest as fresh, then search."""
-    from cbmir.index import VectorIndex
+    from cbmir.vectors.index import VectorIndex
 
     ids = np.arange(1, len(db) + 1, dtype=np.int64)
     built = len(db) - fresh
@@ -134,8 +135,9 @@ def rest(db: np.ndarray, model: Path, queries: int, trees: int) -> dict:
     from concurrent.futures import ThreadPoolExecutor
 
     import requests
-    from cbmir.store import Record, Store
     from pydicom.uid import generate_uid
+
+    from cbmir.vectors.store import Record, Store
     from support.dicom_factory import mr_image
 
     home = common.scratch_dir("cbmir-bench-rest-")
@@ -221,7 +223,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=common.RESULTS)
     args = parser.parse_args()
     env = common.environment()
-    from cbmir.config import Config
+    from cbmir.service.config import Config
     shipped = Config()  # the plugin's defaults, so "default settings" cannot drift from them
     real = real_embeddings(args.model, args.embeddings)
     sigma = nn_distance(real) / np.sqrt(real.shape[1])

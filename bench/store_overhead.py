@@ -6,7 +6,7 @@ so that drifting background load (this machine is shared) hits both alike. The
 plugin-on server is *not* drained before its own uploads (its worker indexes
 while images keep arriving, as in a real archive) but it is drained before the
 plugin-off round starts, so its worker never steals CPU from the baseline. The
-worker holds back for up to 1.2 s while images arrive (cbmir.workqueue.Pacer):
+worker holds back for up to 1.2 s while images arrive (cbmir.service.workqueue.Pacer):
 with `--block 100` the plugin-on phases last longer than that, so it indexes
 during its own uploads; the report says how many images it indexed that way.
 
@@ -21,8 +21,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import common
 import requests
+
+import common
 
 
 def rest_block(server, datas: list[bytes], clients: int) -> tuple[list[float], float]:

@@ -5,6 +5,6 @@ Do not rename it to orthanc.py: it would shadow the SDK module.
 """
 import orthanc
 
-import cbmir.plugin
+import cbmir.service.wiring
 
-cbmir.plugin.register(orthanc)
+cbmir.service.wiring.register(orthanc)

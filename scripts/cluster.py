@@ -26,8 +26,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "plugin"))
-from cbmir.orthanc_config import cluster_overrides, password_for, render  # noqa: E402
-from cbmir.pg_server import PostgresServer, missing_reason  # noqa: E402
+from cbmir.tools.orthanc_config import cluster_overrides, password_for, render  # noqa: E402
+from cbmir.tools.pg_server import PostgresServer, missing_reason  # noqa: E402
 
 ORTHANC = "/usr/sbin/Orthanc"
 stopping = False

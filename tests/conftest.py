@@ -39,7 +39,7 @@ def wait_idle(server: OrthancServer, timeout: float = 120) -> dict:
 
 def _default_model_error() -> str | None:
     """Why models/default.onnx cannot serve the tests, or None when it loads."""
-    from cbmir.embed import Embedder, ModelUnavailable
+    from cbmir.core.embed import Embedder, ModelUnavailable
     try:
         Embedder(DEFAULT_MODEL, threads=1)
     except ModelUnavailable as error:

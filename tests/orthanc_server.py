@@ -94,7 +94,7 @@ class OrthancServer:
         return self.user, self.password
 
     def render(self) -> Path:
-        from cbmir.orthanc_config import render
+        from cbmir.tools.orthanc_config import render
 
         path, info = render(home=self.home, http_port=self.http_port, dicom_port=self.dicom_port,
                             user=self.user, password=self.password, cbmir=self.cbmir,
@@ -198,8 +198,8 @@ class OrthancServer:
 def cluster_overrides(pg: dict, storage_directory: str | Path | None = None,
                       node_name: str | None = None) -> tuple[dict, dict]:
     """(overrides, cbmir) to pass to OrthancServer for a node of a cluster on the PostgreSQL
-    `pg` (e.g. the `pg_database` fixture); see cbmir.orthanc_config.cluster_overrides."""
-    from cbmir.orthanc_config import cluster_overrides as overrides_for
+    `pg` (e.g. the `pg_database` fixture); see cbmir.tools.orthanc_config.cluster_overrides."""
+    from cbmir.tools.orthanc_config import cluster_overrides as overrides_for
     return overrides_for(pg, storage_directory, node_name)
 
 

@@ -1,6 +1,6 @@
 """MRI-appropriate augmentation on batches of preprocessed inputs.
 
-Acts after `cbmir.preprocess.preprocess` (so the shared function is still the
+Acts after `cbmir.core.preprocess.preprocess` (so the shared function is still the
 only pixel -> input path) and on whole batches with `grid_sample`, which costs
 little next to the network. Geometry: left-right flip (brains are roughly
 symmetric, tumours occur on either side), small rotation/scale/shift (head
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from cbmir.preprocess import MEAN, STD
+from cbmir.core.preprocess import MEAN, STD
 
 
 @dataclass(frozen=True)

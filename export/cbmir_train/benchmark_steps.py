@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cbmir.embed import card_path_for
-from cbmir.preprocess import PREPROCESS_VERSION
+from cbmir.core.embed import card_path_for
+from cbmir.core.preprocess import PREPROCESS_VERSION
 
 from . import datasets
 from .evaluation import embed_records, score_splits

@@ -1,7 +1,7 @@
 """Manifest CSV -> preprocessed model inputs held in RAM.
 
-Every image goes through `cbmir.decode.read_image_file` and then the one shared
-`cbmir.preprocess.preprocess`, exactly as the plugin does at ingest time;
+Every image goes through `cbmir.core.decode.read_image_file` and then the one shared
+`cbmir.core.preprocess.preprocess`, exactly as the plugin does at ingest time;
 augmentation (see `augment`) then acts on those tensors. Preprocessing once and
 keeping ~3k inputs in memory removes decoding from the training loop, which
 matters with two CPU cores.
@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from cbmir import decode, preprocess as preprocessing
+from cbmir.core import decode
+from cbmir.core import preprocess as preprocessing
 
 MANIFEST_COLUMNS = ("path", "label", "patient_id", "split")
 

@@ -1,6 +1,6 @@
 """Embed manifest records with a model and score retrieval; JSON, Markdown and plots.
 
-Works from an ONNX file through `cbmir.embed.Embedder` without torch; a run
+Works from an ONNX file through `cbmir.core.embed.Embedder` without torch; a run
 folder or .pt checkpoint is embedded with torch (imported only then).
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ def load_embedder(model_path: str | Path, threads: int = 0, batch_size: int = 64
     """(input size, function (N, 1, S, S) inputs -> (N, D) unit vectors, model description)."""
     model_path = Path(model_path)
     if model_path.suffix == ".onnx":
-        from cbmir.embed import Embedder
+        from cbmir.core.embed import Embedder
 
         embedder = Embedder(model_path, threads=threads)
 

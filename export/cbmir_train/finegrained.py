@@ -170,7 +170,7 @@ PERTURBATION_TEXT = (f"rotation {ROTATION_DEGREES[0]:g}-{ROTATION_DEGREES[1]:g} 
 
 def perturbed_inputs(records, size: int, seed: int = DEFAULT_SEED) -> np.ndarray:
     """Preprocessed model inputs of perturbed copies of `records` (same order, same seed)."""
-    from cbmir import decode, preprocess
+    from cbmir.core import decode, preprocess
 
     params = reacquisition_parameters(len(records), seed)
     inputs = np.empty((len(records), 1, size, size), dtype=np.float32)

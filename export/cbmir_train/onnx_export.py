@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torch
 
-from cbmir.embed import CARD_METADATA_KEY, INPUT_NAME, OUTPUT_NAME, card_path_for
-from cbmir.preprocess import PREPROCESS_VERSION
+from cbmir.core.embed import CARD_METADATA_KEY, INPUT_NAME, OUTPUT_NAME, card_path_for
+from cbmir.core.preprocess import PREPROCESS_VERSION
 
 from .networks import RetrievalNet
 
@@ -34,7 +34,7 @@ def export_onnx(model: RetrievalNet, input_size: int, path: str | Path) -> Path:
 
 def build_card(name: str, version: str, dim: int, input_size: int, precision: str,
                training_data: str, metrics: dict | None = None, **extra) -> dict:
-    """Model card with the keys the plugin and `cbmir.embed.load_card` rely on."""
+    """Model card with the keys the plugin and `cbmir.core.embed.load_card` rely on."""
     return {"name": name, "version": version, "architecture": ARCHITECTURE,
             "embedding_dim": int(dim), "input_size": int(input_size),
             "preprocess_version": PREPROCESS_VERSION, "precision": precision,

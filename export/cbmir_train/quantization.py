@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cbmir.embed import INPUT_NAME, load_card
+from cbmir.core.embed import INPUT_NAME, load_card
 
 from . import datasets
 from .evaluation import embed_records, score_splits
@@ -39,8 +39,7 @@ class _Calibration:
 def quantize_int8(fp32_path: str | Path, int8_path: str | Path, calibration_inputs: np.ndarray,
                   method: str = "minmax") -> Path:
     """Write a QDQ INT8 model (per-channel weights) calibrated on `calibration_inputs`."""
-    from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     int8_path = Path(int8_path)

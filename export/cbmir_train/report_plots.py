@@ -131,7 +131,7 @@ def pick_queries(labels: list[str], count: int = GRID_QUERIES) -> list[int]:
 def _thumbnail(path) -> np.ndarray:
     from PIL import Image
 
-    from cbmir.decode import read_image_file
+    from cbmir.core.decode import read_image_file
 
     pixels = np.asarray(read_image_file(path), dtype=np.float32)
     if pixels.ndim == 3:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from cbmir.preprocess import PREPROCESS_VERSION
+from cbmir.core.preprocess import PREPROCESS_VERSION
 
 from . import datasets
 from .augment import augment_batch

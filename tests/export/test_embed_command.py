@@ -6,9 +6,9 @@ import os
 import numpy as np
 import pytest
 
-from cbmir.cli import main
-from cbmir.decode import read_image_file
-from cbmir.embed import Embedder
+from cbmir.core.decode import read_image_file
+from cbmir.core.embed import Embedder
+from cbmir.tools.cli import main
 from support.figshare_data import FIGSHARE, REPO, pick_rows, requires_figshare
 
 DICOM_MR = REPO / ".." / "shared" / "data" / "dicom-brain-mr"

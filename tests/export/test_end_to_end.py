@@ -4,10 +4,9 @@ import json
 import numpy as np
 import torch
 
-from cbmir.cli import main
-from cbmir.decode import read_image_file
-from cbmir.embed import Embedder
-
+from cbmir.core.decode import read_image_file
+from cbmir.core.embed import Embedder
+from cbmir.tools.cli import main
 from support.figshare_data import TINY_INPUT_SIZE, requires_figshare
 
 pytestmark = requires_figshare
@@ -93,7 +92,7 @@ def test_evaluate_an_onnx_model_without_torch(tiny_onnx, tiny_manifest, tmp_path
         "        if name == 'torch' or name.startswith('torch.'):\n"
         "            raise ImportError('torch blocked for this test')\n"
         "sys.meta_path.insert(0, Block())\n"
-        "from cbmir.cli import main\n"
+        "from cbmir.tools.cli import main\n"
         f"sys.exit(main(['evaluate', '--model', r'{tiny_onnx}', '--manifest', r'{tiny_manifest}',"
         f" '--queries', 'test', '--database', 'train', '--out', r'{tmp_path}', '--quiet']))\n")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,

@@ -4,9 +4,8 @@ import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
-from cbmir.decode import frames_from_dataset
-from cbmir.embed import Embedder
-
+from cbmir.core.decode import frames_from_dataset
+from cbmir.core.embed import Embedder
 from support.figshare_data import cosine, real_image, requires_figshare
 
 pytestmark = requires_figshare

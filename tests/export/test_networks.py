@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from cbmir.preprocess import MEAN, STD
+from cbmir.core.preprocess import MEAN, STD
 from cbmir_train.augment import AugmentSettings, augment_batch
 from cbmir_train.layers import GeM, gem
 from cbmir_train.losses import MultiSimilarityLoss, ProxyLoss

@@ -6,11 +6,10 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from cbmir.decode import read_image_file
-from cbmir.embed import Embedder, load_card
-from cbmir.preprocess import PREPROCESS_VERSION, preprocess_batch
+from cbmir.core.decode import read_image_file
+from cbmir.core.embed import Embedder, load_card
+from cbmir.core.preprocess import PREPROCESS_VERSION, preprocess_batch
 from cbmir_train.inference import embed_inputs, load_trained
-
 from support.figshare_data import FIGSHARE, TINY_INPUT_SIZE, cosine, pick_rows, requires_figshare
 
 pytestmark = requires_figshare
@@ -76,7 +75,7 @@ def test_int8_quantization_keeps_the_contract(tiny_onnx, tmp_path):
 
 
 def test_quantize_command_records_the_comparison(tiny_onnx, tiny_manifest, tmp_path):
-    from cbmir.cli import main
+    from cbmir.tools.cli import main
 
     out = tmp_path / "int8.onnx"
     assert main(["quantize", "--model", str(tiny_onnx), "--out", str(out), "--manifest",

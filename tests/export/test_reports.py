@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cbmir.cli import main
+from cbmir.tools.cli import main
 from support.figshare_data import requires_figshare
 
 pytestmark = requires_figshare
@@ -112,7 +112,7 @@ def test_the_card_travels_inside_the_onnx_file_with_the_evaluation(tiny_run, tin
                                                                     tmp_path):
     import onnx
 
-    from cbmir.embed import CARD_METADATA_KEY, Embedder, load_card
+    from cbmir.core.embed import CARD_METADATA_KEY, Embedder, load_card
 
     evaluation = tmp_path / "eval"
     assert main(["evaluate", "--model", str(tiny_run), "--manifest", str(tiny_manifest),
@@ -146,7 +146,7 @@ def test_the_card_travels_inside_the_onnx_file_with_the_evaluation(tiny_run, tin
 def test_quantize_embeds_the_int8_card(tiny_onnx, tiny_manifest, tmp_path):
     import onnxruntime as ort
 
-    from cbmir.embed import CARD_METADATA_KEY
+    from cbmir.core.embed import CARD_METADATA_KEY
 
     out = tmp_path / "int8.onnx"
     assert main(["quantize", "--model", str(tiny_onnx), "--out", str(out), "--manifest",

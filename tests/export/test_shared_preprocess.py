@@ -1,13 +1,12 @@
-"""Training, `cbmir embed` and the plugin's embedder all go through cbmir.preprocess.preprocess."""
+"""Training, `cbmir embed` and the plugin's embedder all go through cbmir.core.preprocess.preprocess."""
 import numpy as np
 import pytest
 
-import cbmir.preprocess
-from cbmir.cli import main
-from cbmir.decode import read_image_file
-from cbmir.embed import Embedder
+import cbmir.core.preprocess
+from cbmir.core.decode import read_image_file
+from cbmir.core.embed import Embedder
+from cbmir.tools.cli import main
 from cbmir_train import datasets
-
 from support.figshare_data import FIGSHARE, pick_rows, requires_figshare
 
 pytestmark = requires_figshare
@@ -16,13 +15,13 @@ pytestmark = requires_figshare
 @pytest.fixture
 def spy(monkeypatch):
     calls = []
-    original = cbmir.preprocess.preprocess
+    original = cbmir.core.preprocess.preprocess
 
-    def counting(pixels, size=cbmir.preprocess.DEFAULT_INPUT_SIZE):
+    def counting(pixels, size=cbmir.core.preprocess.DEFAULT_INPUT_SIZE):
         calls.append(np.shape(pixels))
         return original(pixels, size)
 
-    monkeypatch.setattr(cbmir.preprocess, "preprocess", counting)
+    monkeypatch.setattr(cbmir.core.preprocess, "preprocess", counting)
     return calls
 
 

@@ -7,11 +7,18 @@ import io
 import numpy as np
 import pytest
 import requests
-
 from hardening_checks import assert_alive, assert_json_error, stored_vectors
+from hardening_objects import (
+    encapsulated_pdf,
+    huge_mr,
+    multi_frame_mr,
+    rgb_mr,
+    small_mr,
+    structured_report,
+    truncated,
+)
+
 from support.dicom_factory import DICOM_MR
-from hardening_objects import (encapsulated_pdf, huge_mr, multi_frame_mr, rgb_mr, small_mr,
-                     structured_report, truncated)
 
 pytestmark = pytest.mark.orthanc
 SHARED = {"jpeg2000": "dcm_qa_ts/9.dcm", "jpeg-ls": "dcm_qa_ts/7.dcm", "rle": "dcm_qa_ts/4.dcm",
@@ -72,8 +79,8 @@ def test_image_objects_are_indexed_with_the_vectors_of_their_pixels(orthanc, sto
                                                                     model_path, name):
     """Not only "200": the stored vectors are the model's vectors of the pixels pydicom decodes
     from the same file (the plugin decodes with Orthanc), frame by frame."""
-    from cbmir.decode import decode_dicom_bytes
-    from cbmir.embed import Embedder
+    from cbmir.core.decode import decode_dicom_bytes
+    from cbmir.core.embed import Embedder
 
     instance = _known(stored, name)
     assert instance is not None, f"Orthanc refused {name}"

@@ -24,7 +24,7 @@ TRAVERSALS = [
     "..;/..;/..;/etc/passwd", "..%00/..%00/etc/passwd",
     "%00../../etc/passwd", "/etc/passwd", "%2fetc%2fpasswd", "..%2f..%2forthanc.json",
     "assets/..%2f..%2f..%2forthanc.json", "..%2f..%2fplugin%2fcbmir%2fplugin.py",
-    "../../plugin/cbmir/plugin.py", "app-config.js%00.html", "index.html/..%2f..%2f..%2forthanc.json",
+    "../../plugin/cbmir/service/wiring.py", "app-config.js%00.html", "index.html/..%2f..%2f..%2forthanc.json",
     "..%252f..%252forthanc.json", ".%2e/.%2e/orthanc.json", "%2e./%2e./orthanc.json",
 ]
 # Not valid UTF-8: orthanc-python 4.0 cannot turn the URI into a Python string and answers 500

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from pydicom.uid import generate_uid
 
-from cbmir import decode
-from cbmir.embed import Embedder
+from cbmir.core import decode
+from cbmir.core.embed import Embedder
 from support.dicom_factory import DICOM_MR, mr_image, structured_report
 from support.dicom_layouts import layouts
 from support.stored_vectors import stored_vectors

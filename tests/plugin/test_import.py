@@ -96,7 +96,7 @@ def empty_orthanc(plain_orthanc):
 
 def _cbmir(*args, timeout=300):
     env = dict(os.environ, PYTHONPATH=str(REPO / "plugin"))
-    return subprocess.run([sys.executable, "-m", "cbmir.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "cbmir.tools.cli", *args], capture_output=True,
                           text=True, timeout=timeout, env=env)
 
 
@@ -159,7 +159,7 @@ def test_import_figshare_jpgs_and_reimport_stores_nothing_twice(empty_orthanc, f
     assert sum(1 for p in by_patient if p.startswith("CBMIR-")) == 7
 
     # The stored file decodes with the plugin's own decoder to the JPG's pixels.
-    from cbmir.decode import decode_dicom_bytes, read_image_file
+    from cbmir.core.decode import decode_dicom_bytes, read_image_file
     first = _tags(url, instances[0])
     data = requests.get(f"{url}/instances/{instances[0]}/file", auth=AUTH, timeout=10).content
     original = FIGSHARE / next(r["path"] for r in chosen if Path(r["path"]).stem == first["InstanceNumber"])
@@ -302,8 +302,8 @@ def test_demo_downloads_verifies_unpacks_and_imports(empty_orthanc, stand_in, tm
         assert tags["SOPClassUID"] == "1.2.840.10008.5.1.4.1.1.7" and tags["Modality"] == "MR"
         assert (tags["BitsAllocated"], tags["BitsStored"]) == ("16", "16")  # 16-bit data kept whole
         # The stored pixels are the .mat's own array, value for value.
-        from cbmir.decode import decode_dicom_bytes
-        from cbmir.sources import read_figshare_mat
+        from cbmir.core.decode import decode_dicom_bytes
+        from cbmir.tools.sources import read_figshare_mat
         data = requests.get(f"{url}/instances/{instance}/file", auth=AUTH, timeout=10).content
         source = read_figshare_mat(cache / "mat" / f"{tags['InstanceNumber']}.mat").image
         np.testing.assert_array_equal(decode_dicom_bytes(data)[0], source.astype(np.float32))
@@ -328,7 +328,7 @@ def test_demo_refuses_a_corrupted_download(empty_orthanc, stand_in, tmp_path):
 
 
 def test_unpack_flattens_member_paths(tmp_path):
-    from cbmir.commands.demo import unpack
+    from cbmir.tools.commands.demo import unpack
     archive = tmp_path / "a.zip"
     with zipfile.ZipFile(archive, "w") as bundle:
         bundle.writestr("../evil.mat", b"x")

@@ -50,7 +50,7 @@ class Picture:
 
 def _cbmir(*args, timeout=600):
     env = dict(os.environ, PYTHONPATH=str(REPO / "plugin"))
-    return subprocess.run([sys.executable, "-m", "cbmir.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "cbmir.tools.cli", *args], capture_output=True,
                           text=True, timeout=timeout, env=env)
 
 
@@ -135,7 +135,7 @@ def imported(tmp_path_factory, model_path):
         assert f"stored {len(pictures)}, already present 0, failed 0" in result.stdout
         status = server.wait_idle(300)
         assert status["failed"] == 0, status
-        from cbmir import dicomize
+        from cbmir.tools import dicomize
 
         for picture in pictures:
             digest = hashlib.sha256(picture.path.read_bytes()).hexdigest()
@@ -150,8 +150,8 @@ def _of_kind(pictures, *kinds):
 
 
 def _source_pixels(picture: Picture) -> np.ndarray:
-    from cbmir.decode import read_picture_bytes
-    from cbmir.sources import read_figshare_mat
+    from cbmir.core.decode import read_picture_bytes
+    from cbmir.tools.sources import read_figshare_mat
 
     if picture.kind == "mat":
         return read_figshare_mat(picture.path).image
@@ -278,8 +278,8 @@ def test_stored_vectors_equal_cbmir_embed_of_the_source(imported, model_path, tm
     assert cosines.min() >= 0.999, [(p.path.name, round(float(c), 4))
                                     for p, c in zip(pictures, cosines) if c < 0.999]
 
-    from cbmir.embed import Embedder
-    from cbmir.sources import read_figshare_mat
+    from cbmir.core.embed import Embedder
+    from cbmir.tools.sources import read_figshare_mat
 
     embedder = Embedder(model_path, threads=1, device="cpu")
     mats = _of_kind(pictures, "mat")

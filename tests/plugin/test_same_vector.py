@@ -20,8 +20,8 @@ import numpy as np
 import pydicom
 import pytest
 
-from cbmir import decode
-from cbmir.embed import Embedder
+from cbmir.core import decode
+from cbmir.core.embed import Embedder
 from support.dicom_layouts import layout_names, layouts, undecodable_layouts
 from support.stored_vectors import stored_vectors
 
@@ -106,7 +106,7 @@ def stored(orthanc, tmp_path_factory, model_path):
         writer.writerows([[str(files[key][1].relative_to(root)), key[1], key[0], "x"]
                           for key in keys])
     out = root / "embed.npy"
-    subprocess.run([sys.executable, "-m", "cbmir.cli", "embed", "--model", str(model_path),
+    subprocess.run([sys.executable, "-m", "cbmir.tools.cli", "embed", "--model", str(model_path),
                     "--manifest", str(manifest), "--out", str(out), "--quiet"], check=True,
                    cwd=REPO, env={"PYTHONPATH": f"{REPO / 'plugin'}", "PATH": "/usr/bin:/bin"},
                    timeout=600)

@@ -62,7 +62,7 @@ def test_errors_are_json(orthanc):
 
 
 def test_an_object_without_pixels_is_422(orthanc):
-    from cbmir import dicomize
+    from cbmir.tools import dicomize
 
     ds = dicomize.make_instance(picture(8, 8), patient_id="THUMB-NOPIX", source_key="no-pixels",
                                 series_description="no pixels")
@@ -73,7 +73,7 @@ def test_an_object_without_pixels_is_422(orthanc):
 
 
 def test_similar_results_name_the_plugins_thumbnail(orthanc):
-    from cbmir import dicomize
+    from cbmir.tools import dicomize
 
     instances = []
     for number in range(2):

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cbmir.embed import Embedder
+from cbmir.core.embed import Embedder
 from support.dicom_layouts import layouts
 from support.stored_vectors import overwrite_vector, stored_vectors
 
@@ -29,7 +29,7 @@ NAMES = ["mono16", "mono8_in_16", "palette_color", "multi_frame", "rgb"]
 
 
 def cbmir_verify(server, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cbmir.cli", "verify", "--url", server.url,
+    return subprocess.run([sys.executable, "-m", "cbmir.tools.cli", "verify", "--url", server.url,
                            "--user", server.user, "--password", server.password, *args],
                           capture_output=True, text=True, timeout=300, cwd=REPO,
                           env={"PYTHONPATH": str(REPO / "plugin"), "PATH": "/usr/bin:/bin"})

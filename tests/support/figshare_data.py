@@ -52,7 +52,7 @@ def write_manifest(folder: Path, rows: list[dict], splits: list[str]) -> Path:
 
 
 def real_image(index: int = 0) -> np.ndarray:
-    from cbmir.decode import read_image_file
+    from cbmir.core.decode import read_image_file
 
     return read_image_file(FIGSHARE / pick_rows()[index]["path"])
 

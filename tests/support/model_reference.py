@@ -2,7 +2,7 @@
 that records them.
 
 Why: a model file, its card and the preprocessing code can each change without the others
-(a new export, an edited card, a "harmless" tweak to `cbmir.preprocess`); retrieval then
+(a new export, an edited card, a "harmless" tweak to `cbmir.core.preprocess`); retrieval then
 degrades silently. tests/unit/test_default_model.py embeds the same images again and
 compares with what was recorded when the model was shipped.
 
@@ -80,7 +80,7 @@ def figshare_images(limit_per_label: int = 1) -> dict[str, np.ndarray]:
     manifest = FIGSHARE / "manifest.csv"
     if not manifest.is_file():
         return {}
-    from cbmir.decode import read_image_file
+    from cbmir.core.decode import read_image_file
 
     chosen: dict[str, np.ndarray] = {}
     counts: dict[str, int] = {}
@@ -94,7 +94,7 @@ def figshare_images(limit_per_label: int = 1) -> dict[str, np.ndarray]:
 
 def embed(model_path: str | Path, images: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """One image per call (batch 1, as the REST query path embeds)."""
-    from cbmir.embed import Embedder
+    from cbmir.core.embed import Embedder
 
     embedder = Embedder(model_path, threads=1, device="cpu")
     return {name: embedder.embed_images([pixels])[0] for name, pixels in images.items()}
@@ -107,8 +107,8 @@ def file_sha256(path: str | Path) -> str:
 def record(model_path: str | Path = DEFAULT_MODEL) -> dict:
     import onnxruntime
 
-    from cbmir.embed import load_card
-    from cbmir.preprocess import PREPROCESS_VERSION
+    from cbmir.core.embed import load_card
+    from cbmir.core.preprocess import PREPROCESS_VERSION
 
     card = load_card(model_path)
     vectors = {"synthetic": embed(model_path, synthetic_images()),

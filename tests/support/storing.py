@@ -1,7 +1,7 @@
 """Keep a real Orthanc busy storing, so the CBMIR worker holds its work back.
 
 Why: the worker computes nothing while images keep arriving until the oldest just-stored
-image has waited `IndexDelaySeconds` (plugin/cbmir/workqueue.py, Pacer), and backlog
+image has waited `IndexDelaySeconds` (plugin/cbmir/service/workqueue.py, Pacer), and backlog
 (catch-up, re-index) waits until storing pauses. With a large `IndexDelaySeconds` and
 uploads every few milliseconds, images stay "known but not indexed yet" and a re-index
 stays running for as long as a test needs: the 409 answers of the README's error contract

@@ -10,7 +10,7 @@ import json
 import warnings
 from pathlib import Path
 
-from cbmir.preprocess import PREPROCESS_VERSION
+from cbmir.core.preprocess import PREPROCESS_VERSION
 
 INPUT_SIZE = 64
 DIM = 32

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from cbmir.config import DEFAULT_MODEL, ConfigError, load_config, parse_tag
+from cbmir.service.config import DEFAULT_MODEL, ConfigError, load_config, parse_tag
 
 
 def test_an_absent_section_gives_working_defaults_beside_orthancs_index():

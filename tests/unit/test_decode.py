@@ -1,4 +1,4 @@
-"""cbmir.decode without Orthanc: every layout of one picture decodes to that picture.
+"""cbmir.core.decode without Orthanc: every layout of one picture decodes to that picture.
 
 "The same picture" is judged on the model input (`preprocess`), which is what the vectors
 are made from: it is invariant to a positive affine change of intensities, so 8-, 12- and
@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cbmir import decode, limits
-from cbmir.preprocess import preprocess
+from cbmir.core import decode, limits
+from cbmir.core.preprocess import preprocess
 from support.dicom_layouts import layout_names, layouts, phantom, undecodable_layouts
 
 

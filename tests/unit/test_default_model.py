@@ -15,8 +15,8 @@ import re
 import numpy as np
 import pytest
 
-from cbmir.embed import INPUT_NAME, OUTPUT_NAME, Embedder, card_path_for, load_card
-from cbmir.preprocess import PREPROCESS_VERSION
+from cbmir.core.embed import INPUT_NAME, OUTPUT_NAME, Embedder, card_path_for, load_card
+from cbmir.core.preprocess import PREPROCESS_VERSION
 from support import model_reference
 
 MODEL = model_reference.DEFAULT_MODEL
@@ -43,7 +43,7 @@ def test_the_shipped_model_loads():
 
 def test_the_card_matches_the_code(card):
     assert card["preprocess_version"] == PREPROCESS_VERSION, (
-        "the model was trained with another preprocessing than cbmir.preprocess implements")
+        "the model was trained with another preprocessing than cbmir.core.preprocess implements")
     assert card["onnx"] == {"opset": card["onnx"]["opset"], "input": INPUT_NAME,
                             "output": OUTPUT_NAME}
 
@@ -84,7 +84,7 @@ def _assert_same_vectors(recorded: dict, images: dict):
         worst = float(np.abs(vector - expected).max())
         assert cosine >= model_reference.MIN_COSINE and worst <= model_reference.MAX_ABS_DIFFERENCE, (
             f"{name}: cosine {cosine:.6f} to the recorded vector, largest difference {worst:.2e}: "
-            "the model, its card or cbmir.preprocess changed since the reference was recorded")
+            "the model, its card or cbmir.core.preprocess changed since the reference was recorded")
 
 
 def test_vectors_of_generated_images_equal_the_recorded_ones(reference):

@@ -1,4 +1,4 @@
-"""cbmir.dicomize: valid Secondary Capture instances (Modality MR), deterministic UIDs, label tag,
+"""cbmir.tools.dicomize: valid Secondary Capture instances (Modality MR), deterministic UIDs, label tag,
 pixel fidelity, and layouts Orthanc 1.10 renders right (never 8 bits stored in 16)."""
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pydicom
 import pytest
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage
 
-from cbmir import dicomize
-from cbmir.decode import decode_dicom_bytes
+from cbmir.core.decode import decode_dicom_bytes
+from cbmir.tools import dicomize
 
 
 def _make(pixels=None, **kwargs):

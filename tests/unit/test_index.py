@@ -4,8 +4,8 @@ import threading
 import numpy as np
 import pytest
 
-from cbmir.config import Config
-from cbmir.index import VectorIndex
+from cbmir.service.config import Config
+from cbmir.vectors.index import VectorIndex
 
 DEFAULTS = Config()
 

@@ -7,10 +7,10 @@ import numpy as np
 import pydicom
 import pytest
 
-from cbmir import limits
-from cbmir.config import ConfigError, load_config
-from cbmir.retry import Backoff
-from cbmir.store import Record, Store
+from cbmir.core import limits
+from cbmir.service.config import ConfigError, load_config
+from cbmir.service.retry import Backoff
+from cbmir.vectors.store import Record, Store
 from support.bombs import deflated_image
 from support.dicom_factory import mr_image
 
@@ -100,7 +100,7 @@ def test_a_failed_write_raises_its_own_error_not_a_rollback_error(tmp_path, monk
 def test_an_image_queued_by_a_query_before_its_arrival_moves_to_the_arrival_lane():
     """GET /cbmir/similar right after an upload can queue it (backlog) before NEW_INSTANCE;
     the arrival must still put it in the fast lane (backlog waits while uploads go on)."""
-    from cbmir.workqueue import WorkQueue
+    from cbmir.service.workqueue import WorkQueue
 
     queue = WorkQueue()
     queue.put("old-backlog")

@@ -3,8 +3,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from cbmir.logs import Log, describe_index
-from cbmir.metrics import METRICS, Latencies, MetricsPublisher
+from cbmir.service.logs import Log, describe_index
+from cbmir.service.metrics import METRICS, Latencies, MetricsPublisher
 
 
 class FakeOrthanc:
@@ -24,7 +24,7 @@ class FakeOrthanc:
 
 
 def test_the_fake_offers_the_sdk_names_of_metrics_and_logs():
-    from cbmir.plugin import SDK_NAMES
+    from cbmir.service.wiring import SDK_NAMES
 
     for name in ("SetMetricsValue", "MetricsType", "LogInfo", "LogWarning", "LogError"):
         assert name in SDK_NAMES["orthanc"] and hasattr(FakeOrthanc, name)

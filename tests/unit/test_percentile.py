@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from cbmir.index import VectorIndex
-from cbmir.percentile import ReferenceSample, percentiles
-from cbmir.search import Params, find_similar
+from cbmir.vectors.index import VectorIndex
+from cbmir.vectors.percentile import ReferenceSample, percentiles
+from cbmir.vectors.search import Params, find_similar
 
 
 def unit(rows):

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from cbmir.preprocess import DEFAULT_INPUT_SIZE, MEAN, STD, preprocess, preprocess_batch
+from cbmir.core.preprocess import DEFAULT_INPUT_SIZE, MEAN, STD, preprocess, preprocess_batch
 
 BACKGROUND = (0.0 - MEAN) / STD
 

@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from cbmir.availability import Recovery
-from cbmir.request_guard import decode_args, run_with_large_stack
+from cbmir.service.availability import Recovery
+from cbmir.service.request_guard import decode_args, run_with_large_stack
 
 
 @pytest.mark.parametrize("raw, decoded", [

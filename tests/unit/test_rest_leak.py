@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from cbmir.rest_leak import LeakWorkaround, _count, parse_version
+from cbmir.service.rest_leak import LeakWorkaround, _count, parse_version
 
 
 class FakeOrthanc:

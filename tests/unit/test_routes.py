@@ -4,8 +4,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from cbmir import routes
-from cbmir.search import ApiError
+from cbmir.service import routes
+from cbmir.vectors.search import ApiError
 
 
 class FakeOutput:
@@ -66,7 +66,7 @@ def test_no_model_is_a_503():
 
 def test_the_fakes_offer_every_sdk_name_the_plugin_uses():
     """The real module is checked at start-up (status 'sdk_missing', see test_api_errors)."""
-    from cbmir.plugin import SDK_NAMES
+    from cbmir.service.wiring import SDK_NAMES
 
     for name in SDK_NAMES["RestOutput"]:
         assert hasattr(FakeOutput, name), name

@@ -1,7 +1,7 @@
 """Query-argument parsing (the work queue and pacer: tests/unit/test_workqueue.py)."""
 import pytest
 
-from cbmir.search import ApiError, parse_params
+from cbmir.vectors.search import ApiError, parse_params
 
 
 def test_defaults_follow_the_api_contract():

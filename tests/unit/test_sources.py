@@ -1,4 +1,4 @@
-"""cbmir.sources: manifests, figshare .mat v7.3 files (synthetic fixtures), identities."""
+"""cbmir.tools.sources: manifests, figshare .mat v7.3 files (synthetic fixtures), identities."""
 from __future__ import annotations
 
 import h5py
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cbmir import sources
+from cbmir.tools import sources
 
 MAT_HEADER = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Mon Jan  1 00:00:00 2024 HDF5 schema 1.00 ."
 

@@ -3,9 +3,9 @@ from pathlib import Path
 
 import pytest
 
-from cbmir import static_routes
-from cbmir.config import load_config
-from cbmir.static_routes import register_static_routes, resolve_request, viewer_directory
+from cbmir.service import viewer_routes
+from cbmir.service.config import load_config
+from cbmir.service.viewer_routes import register_static_routes, resolve_request, viewer_directory
 
 
 @pytest.fixture()
@@ -59,11 +59,11 @@ def test_unbuilt_viewer_is_a_404_with_the_build_command(tmp_path):
 
 
 def test_viewer_directory_from_config_or_default(tmp_path):
-    assert viewer_directory(load_config({})) == static_routes.DEFAULT_VIEWER_DIRECTORY
+    assert viewer_directory(load_config({})) == viewer_routes.DEFAULT_VIEWER_DIRECTORY
     assert viewer_directory(load_config({"CBMIR": {"ViewerDirectory": str(tmp_path)}})) == tmp_path
     assert viewer_directory({"ViewerDirectory": str(tmp_path)}) == tmp_path
     assert viewer_directory({"CBMIR": {"ViewerDirectory": str(tmp_path)}}) == tmp_path
-    assert viewer_directory({}) == static_routes.DEFAULT_VIEWER_DIRECTORY
+    assert viewer_directory({}) == viewer_routes.DEFAULT_VIEWER_DIRECTORY
 
 
 class FakeOutput:

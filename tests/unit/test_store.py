@@ -1,7 +1,7 @@
 """SQLite store: idempotent inserts, deletions per Orthanc level, generations, rejections."""
 import numpy as np
 
-from cbmir.store import Record, Store
+from cbmir.vectors.store import Record, Store
 
 
 def record(instance, frame=0, study="st1", patient="pa1", series="se1", value=1.0):

@@ -1,4 +1,4 @@
-"""cbmir.thumbnails without Orthanc: argument checks, the PNG drawn from the plugin's decode,
+"""cbmir.service.thumbnails without Orthanc: argument checks, the PNG drawn from the plugin's decode,
 and the JSON errors (a fake orthanc module hands out DICOM bytes)."""
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from cbmir import thumbnails
-from cbmir.search import ApiError
+from cbmir.service import thumbnails
+from cbmir.vectors.search import ApiError
 from support.rendering import correlation, eight_bits_in_sixteen, picture, png_pixels
 
 INSTANCE = "0a1b2c3d-0a1b2c3d-0a1b2c3d-0a1b2c3d-0a1b2c3d"
@@ -115,13 +115,13 @@ def test_render_never_upscales_and_windows_like_the_model():
 
 
 def _rgb_dicom(rgb: np.ndarray) -> bytes:
-    from cbmir import dicomize
+    from cbmir.tools import dicomize
     return dicomize.to_bytes(dicomize.make_instance(rgb, patient_id="P", source_key="rgb",
                                                     series_description="s"))
 
 
 def _no_pixels() -> bytes:
-    from cbmir import dicomize
+    from cbmir.tools import dicomize
     ds = dicomize.make_instance(picture(8, 8), patient_id="P", source_key="x", series_description="s")
     del ds.PixelData
     return dicomize.to_bytes(ds)

@@ -7,7 +7,7 @@ same clock the queue reads, so every wait is exact and instant.
 """
 import threading
 
-from cbmir.workqueue import Pacer, WorkQueue
+from cbmir.service.workqueue import Pacer, WorkQueue
 
 
 class FakeClock:

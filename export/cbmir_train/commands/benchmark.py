@@ -14,8 +14,7 @@ from pathlib import Path
 
 from .. import datasets
 from ..benchmark_report import write_report
-from ..benchmark_steps import (default_model_section, fold_result, quantization_section,
-                               ship_default_model)
+from ..benchmark_steps import default_model_section, fold_result, quantization_section, ship_default_model
 from ..losses import LOSSES
 from ..recipe import RECIPE
 from ..training import TrainConfig, fit
@@ -75,8 +74,8 @@ def protocol(args, splits: list[str], records) -> dict:
                     + (f" --compare-losses {args.compare_losses}" if args.compare_losses else "")),
         "script": "export/run-benchmark.sh",
         "data_description": (f"manifest `{args.manifest}`; images decoded with "
-                             "`cbmir.decode.read_image_file` and preprocessed with "
-                             "`cbmir.preprocess.preprocess` (the plugin's own path)"),
+                             "`cbmir.core.decode.read_image_file` and preprocessed with "
+                             "`cbmir.core.preprocess.preprocess` (the plugin's own path)"),
         "folds_description": (f"{len(splits)} splits from the manifest ({', '.join(splits)}); for "
                               "figshare these are Cheng et al.'s cvind5fold folds, described by the "
                               "authors as patient-level (not verifiable here: no patient ids)"),

@@ -9,7 +9,7 @@ import argparse
 import json
 from pathlib import Path
 
-from cbmir.embed import card_path_for, load_card
+from cbmir.core.embed import card_path_for, load_card
 
 from .. import datasets
 from ..onnx_export import write_card

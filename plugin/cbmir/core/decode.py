@@ -1,6 +1,6 @@
 """DICOM and image files -> display-ready 2-D pixel arrays (one per frame).
 
-"Display-ready" means what `cbmir.preprocess.preprocess` expects: the stored
+"Display-ready" means what `cbmir.core.preprocess.preprocess` expects: the stored
 bits extracted (BitsStored/HighBit, junk in unused bits dropped, signed values
 sign-extended), the Modality LUT (RescaleSlope/Intercept, per frame for
 enhanced objects) applied, MONOCHROME1 inverted, PALETTE COLOR looked up,
@@ -182,7 +182,7 @@ def iter_frames_from_bytes(data: bytes, header) -> Iterator[np.ndarray]:
     from pydicom.pixels import iter_pixels
     from pydicom.uid import ExplicitVRLittleEndian
 
-    from . import limits
+    from cbmir.core import limits
 
     syntax = str(header.file_meta.get("TransferSyntaxUID", ""))
     with tempfile.TemporaryFile(prefix="cbmir-") if syntax == limits.DEFLATED \

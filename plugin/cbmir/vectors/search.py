@@ -71,7 +71,7 @@ def parse_params(args: dict) -> Params:
 
 
 def thumbnail_url(row: dict) -> str:
-    """The plugin's own renderer (cbmir.thumbnails), not Orthanc's /preview, which draws
+    """The plugin's own renderer (cbmir.service.thumbnails), not Orthanc's /preview, which draws
     some layouts wrongly (8 bits stored in 16)."""
     if row.get("frame"):
         return f"/cbmir/thumbnail/{row['instance']}?frame={row['frame']}"

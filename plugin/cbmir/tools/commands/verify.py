@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 
-from .import_images import add_connection_arguments
+from cbmir.tools.commands.import_images import add_connection_arguments
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

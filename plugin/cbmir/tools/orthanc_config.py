@@ -11,7 +11,7 @@ import os
 import secrets
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 TEMPLATE = REPO_ROOT / "orthanc.json"
 
 

@@ -3,9 +3,9 @@
 Why this route exists: Orthanc 1.10's own renderer (`/instances/{id}/preview`) gets some
 pixel layouts wrong (BitsAllocated 16 / BitsStored 8 / HighBit 7 shows two half-width
 copies of the top of the image), so the similar-cases panel would show scrambled pictures
-for images the index handles right. Here the pixels come from `cbmir.decode` (the same
+for images the index handles right. Here the pixels come from `cbmir.core.decode` (the same
 decoding the index and `cbmir embed` use) and are windowed the way the model sees them
-(robust percentiles of `cbmir.preprocess`), so a thumbnail shows what was matched.
+(robust percentiles of `cbmir.core.preprocess`), so a thumbnail shows what was matched.
 Errors are JSON like every /cbmir/ route: 404 unknown instance, 400 bad frame or size,
 422 no pixels or pixels that cannot be decoded.
 """
@@ -15,10 +15,10 @@ import io
 
 import numpy as np
 
-from . import decode
-from .preprocess import robust_unit_range
-from .routes import resolve_instance, send_json
-from .search import ApiError
+from cbmir.core import decode
+from cbmir.core.preprocess import robust_unit_range
+from cbmir.service.routes import resolve_instance, send_json
+from cbmir.vectors.search import ApiError
 
 DEFAULT_SIZE = 256  # longest side in pixels; the panel shows 72 px cards (144 on HiDPI screens)
 MIN_SIZE, MAX_SIZE = 16, 1024

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SECTION = "CBMIR"
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_MODEL = REPO_ROOT / "models" / "default.onnx"
 DEVICES = ("auto", "cpu", "cuda")
 _TAG = re.compile(r"^\(?([0-9A-Fa-f]{4}),?([0-9A-Fa-f]{4})\)?$")

@@ -16,10 +16,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("cbmir_train.commands.export", "export a checkpoint to ONNX with its model card"),
     "quantize": ("cbmir_train.commands.quantize", "static INT8 quantization of an ONNX model"),
     "benchmark": ("cbmir_train.commands.benchmark", "5-fold figshare retrieval benchmark"),
-    "embed": ("cbmir.commands.embed", "embed the images of a manifest with an ONNX model"),
-    "import": ("cbmir.commands.import_images", "turn labelled images into DICOM and store them"),
-    "demo": ("cbmir.commands.demo", "download the public figshare set and import it"),
-    "verify": ("cbmir.commands.verify", "check a running index against its images (admin)"),
+    "embed": ("cbmir.tools.commands.embed", "embed the images of a manifest with an ONNX model"),
+    "import": ("cbmir.tools.commands.import_images", "turn labelled images into DICOM and store them"),
+    "demo": ("cbmir.tools.commands.demo", "download the public figshare set and import it"),
+    "verify": ("cbmir.tools.commands.verify", "check a running index against its images (admin)"),
 }
 
 

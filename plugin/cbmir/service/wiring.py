@@ -12,20 +12,19 @@ from __future__ import annotations
 
 import json
 
-from . import reconcile, routes, thumbnails
-from .availability import Recovery
-from .catchup import ChangeFollower
-from .config import ConfigError, load_config
-from .engine import Engine
-from .ingest import Ingestor
-from .logs import Log, describe_index
-from .metrics import MetricsPublisher
-from .openapi import register_openapi_route
-from .request_guard import decode_args, run_with_large_stack
-from .rest_leak import LeakWorkaround
-from .search import ApiError
-from .verify import run_in_thread, verify
-
+from cbmir.service import reconcile, routes, thumbnails
+from cbmir.service.availability import Recovery
+from cbmir.service.config import ConfigError, load_config
+from cbmir.service.engine import Engine
+from cbmir.service.follower import ChangeFollower
+from cbmir.service.logs import Log, describe_index
+from cbmir.service.metrics import MetricsPublisher
+from cbmir.service.openapi import register_openapi_route
+from cbmir.service.request_guard import decode_args, run_with_large_stack
+from cbmir.service.rest_leak import LeakWorkaround
+from cbmir.service.verify import run_in_thread, verify
+from cbmir.service.worker import Ingestor
+from cbmir.vectors.search import ApiError
 
 # The orthanc-python API this package uses; checked against the real module at start-up
 # (status "sdk_missing") and against the unit tests' fakes, so a fake cannot drift.
@@ -195,7 +194,7 @@ def register(orthanc) -> dict:
     orthanc.RegisterRestCallback("/cbmir/reconcile", leak.wrap(Reconcile))
     register_openapi_route(leak.wrapping(orthanc), log.error)
     try:
-        from .static_routes import register_static_routes
+        from cbmir.service.viewer_routes import register_static_routes
     except ImportError:
         pass  # the viewer is optional
     else:

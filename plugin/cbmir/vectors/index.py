@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .percentile import ReferenceSample
+from cbmir.vectors.percentile import ReferenceSample
 
 MANIFEST = "index-{generation}.json"
 

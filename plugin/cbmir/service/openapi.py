@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .routes import send_json
+from cbmir.service.routes import send_json
 
 SPEC_PATH = Path(__file__).with_name("openapi.json")
 ROUTE = "/cbmir/openapi.json"

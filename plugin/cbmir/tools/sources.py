@@ -46,7 +46,7 @@ class FigshareRecord:
 
 @dataclass
 class SourceImage:
-    """What `cbmir.dicomize.make_instance` needs for one slice."""
+    """What `cbmir.tools.dicomize.make_instance` needs for one slice."""
     pixels: np.ndarray
     label: str | None
     patient_id: str
@@ -185,7 +185,7 @@ def load_item(item: SourceItem) -> SourceImage:
         patient_id = item.patient_id or record.pid or derived_patient_id(digest)
         series = MAT_SERIES
     elif suffix in PICTURE_SUFFIXES:
-        from cbmir.decode import UndecodableImage, read_picture_bytes
+        from cbmir.core.decode import UndecodableImage, read_picture_bytes
 
         try:
             pixels = read_picture_bytes(data)

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_VIEWER_DIRECTORY = REPO_ROOT / "viewer-extension" / "dist"
 PREFIX = "/ohif"
 

@@ -3,7 +3,7 @@
 Why a daemon thread at low priority: storing must not get slower, so nothing
 runs in Orthanc's storing thread (instances are enqueued from the change
 callback) and the worker yields the CPU to Orthanc's own threads. This worker decodes
-with `cbmir.decode.iter_frames` (pydicom + pylibjpeg), the one path `/cbmir/query`
+with `cbmir.core.decode.iter_frames` (pydicom + pylibjpeg), the one path `/cbmir/query`
 and `cbmir embed` use too, one frame at a time; Orthanc 1.10's own decoder is not
 used because it gets some layouts wrong (docs/design.md, "Data path").
 onnxruntime releases the GIL while it computes. Every outcome is recorded
@@ -21,10 +21,11 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from . import decode, limits, retry
-from .preprocess import preprocess
-from .store import Record
-from .workqueue import Pacer
+from cbmir.core import decode, limits
+from cbmir.core.preprocess import preprocess
+from cbmir.service import retry
+from cbmir.service.workqueue import Pacer
+from cbmir.vectors.store import Record
 
 WORKER_NICE = 10
 
@@ -134,7 +135,7 @@ class Ingestor:
 
     # -- one batch ------------------------------------------------------------------------------
     def process(self, batch: list[tuple[str, bool]]) -> None:
-        """Attempt counters first (see cbmir.retry): an instance whose earlier attempt died
+        """Attempt counters first (see cbmir.service.retry): an instance whose earlier attempt died
         with the process runs alone; one that died MAX_ATTEMPTS times is recorded failed."""
         store = self.engine.store
         stored = store.attempts(instance for instance, _ in batch)
@@ -273,7 +274,7 @@ class Ingestor:
         except orthanc.OrthancException as error:
             raise _Gone(instance) from error  # deleted since it was queued
         # The header alone first (bounded, also for deflated files): a size over the limits
-        # is refused before any pixel is decoded (cbmir.limits).
+        # is refused before any pixel is decoded (cbmir.core.limits).
         try:
             dataset = limits.read_header(dicom)
         except limits.BadHeader as error:
@@ -302,7 +303,7 @@ class Ingestor:
         if not self.config.accepts_modality(meta["modality"]):
             raise Skip(f"modality {meta['modality'] or '(none)'} not in CBMIR.Modalities")
         limits.check_size(dataset, self.config.max_frame_pixels, self.config.max_instance_pixels)
-        # One frame's pixels in memory at a time, also for deflated files (cbmir.decode).
+        # One frame's pixels in memory at a time, also for deflated files (cbmir.core.decode).
         return meta, _skip_without_pixels(decode.iter_frames_from_bytes(dicom, dataset))
 
 

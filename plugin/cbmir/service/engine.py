@@ -12,13 +12,13 @@ import os
 import threading
 import time
 
-from .config import Config
-from .embed import Embedder, ModelUnavailable
-from .index import VectorIndex
-from .logs import Log
-from .metrics import Latencies
-from .store import Store
-from .workqueue import WorkQueue
+from cbmir.core.embed import Embedder, ModelUnavailable
+from cbmir.service.config import Config
+from cbmir.service.logs import Log
+from cbmir.service.metrics import Latencies
+from cbmir.service.workqueue import WorkQueue
+from cbmir.vectors.index import VectorIndex
+from cbmir.vectors.store import Store
 
 SWITCH_GRACE_SECONDS = 2.0  # old rows outlive a switch-over this long, for queries in flight
 

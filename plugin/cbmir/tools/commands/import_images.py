@@ -1,7 +1,7 @@
 """`cbmir import`: labelled JPG/PNG or figshare `.mat` files -> DICOM -> Orthanc.
 
 Why: demos and tests need a filled archive. Each image becomes a Secondary Capture
-instance with Modality MR and its label in the label tag (`cbmir.dicomize`, written
+instance with Modality MR and its label in the label tag (`cbmir.tools.dicomize`, written
 by highdicom), and is stored through Orthanc's REST API
 (POST /instances). UIDs are derived from the source, so re-running the import
 stores nothing twice; the summary says what was stored, already present or failed.
@@ -17,7 +17,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
-from cbmir import dicomize, sources
+from cbmir.tools import dicomize, sources
 
 STORED, PRESENT, FAILED = "stored", "already present", "failed"
 

@@ -1,9 +1,9 @@
 """`cbmir embed`: the images of a manifest -> float32 [N, D] unit vectors (.npy), no torch.
 
 Rows keep manifest order; a DICOM file gives the vector of its first frame. Pixels
-go through `cbmir.decode.read_image_file` (DICOM: `cbmir.decode.iter_frames`, the
+go through `cbmir.core.decode.read_image_file` (DICOM: `cbmir.core.decode.iter_frames`, the
 decoding path the plugin indexes and answers `/cbmir/query` with) and
-`Embedder.embed_images` (the shared `cbmir.preprocess.preprocess`). So for a DICOM
+`Embedder.embed_images` (the shared `cbmir.core.preprocess.preprocess`). So for a DICOM
 file and the same model this vector equals the one Orthanc stores for the file's
 first frame (tests/plugin/test_same_vector.py checks it for every pixel layout and
 way in; `cbmir verify` checks a running index); a JPG/PNG gives the vector
@@ -18,13 +18,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ..decode import read_image_file
-from ..embed import Embedder
+from cbmir.core.decode import read_image_file
+from cbmir.core.embed import Embedder
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = ("A DICOM file gives the vector of its first frame, decoded like the plugin "
-                     "decodes (cbmir.decode): with the model Orthanc runs it equals the vector "
+                     "decodes (cbmir.core.decode): with the model Orthanc runs it equals the vector "
                      "Orthanc stores for that frame. A JPG/PNG gives the vector POST "
                      "/cbmir/query computes for the same bytes.")
     parser.add_argument("--model", required=True, help="ONNX model (its .json card beside it)")

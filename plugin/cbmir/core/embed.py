@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .preprocess import PREPROCESS_VERSION, preprocess_batch
+from cbmir.core.preprocess import PREPROCESS_VERSION, preprocess_batch
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "embedding"

@@ -30,7 +30,7 @@ def reconcile(engine, list_instances) -> dict:
 
 def route(orthanc, engine, list_instances) -> dict:
     """POST /cbmir/reconcile."""
-    from .search import ApiError
+    from cbmir.vectors.search import ApiError
 
     if engine is None:
         raise ApiError(503, "CBMIR is not running (see the Orthanc log)")

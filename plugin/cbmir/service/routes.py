@@ -15,8 +15,8 @@ import email.policy
 import json
 import re
 
-from . import decode
-from .search import ApiError, Params, find_similar, parse_params
+from cbmir.core import decode
+from cbmir.vectors.search import ApiError, Params, find_similar, parse_params
 
 ORTHANC_ID = re.compile(r"^[0-9a-f]{8}(-[0-9a-f]{8}){4}$")
 UID = re.compile(r"^[0-9.]{1,64}$")

@@ -9,7 +9,7 @@ replays, and the store's uniqueness makes the replay idempotent.
 
 Deletions are not in Orthanc's /changes log (deleting a resource also removes
 its changes), so they arrive through the OnChange DELETED callback
-(`on_deleted`), and `cbmir.reconcile` drops, at every start, whatever was deleted
+(`on_deleted`), and `cbmir.service.reconcile` drops, at every start, whatever was deleted
 while the plugin was off or killed, and queues whatever the index lacks.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import threading
 
-from .reconcile import reconcile
+from cbmir.service.reconcile import reconcile
 
 CHECKPOINT = "changes_checkpoint"
 PAGE = 200

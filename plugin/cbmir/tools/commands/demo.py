@@ -16,8 +16,8 @@ import sys
 import zipfile
 from pathlib import Path
 
-from cbmir import sources
-from cbmir.commands import import_images
+from cbmir.tools import sources
+from cbmir.tools.commands import import_images
 
 ARTICLE_ID = 1512427
 DEFAULT_SOURCE = "https://api.figshare.com/v2"

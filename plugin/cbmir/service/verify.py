@@ -6,7 +6,7 @@ indexed some pixel layouts through Orthanc 1.10's decoder, which reads them wron
 (BitsStored 8 in 16, junk in unused high bits, signed 12-bit values, per-frame
 rescale); a model file replaced in place or a damaged store does the same. This
 route takes each sampled instance's file from Orthanc (GetDicomForInstance), runs
-it through `cbmir.decode.iter_frames` + the model, and reports every frame whose
+it through `cbmir.core.decode.iter_frames` + the model, and reports every frame whose
 stored vector differs, with the fix: `POST /cbmir/reindex`.
 
 Body (JSON, optional): {"sample": N (default 100, at most 2000), "instances": [ids]}.
@@ -19,9 +19,9 @@ import threading
 
 import numpy as np
 
-from . import decode
-from .routes import require_engine
-from .search import ApiError
+from cbmir.core import decode
+from cbmir.service.routes import require_engine
+from cbmir.vectors.search import ApiError
 
 DEFAULT_SAMPLE = 100
 MAX_SAMPLE = 2000

@@ -237,7 +237,7 @@ class PostgresServer:
 
 
 def main() -> None:
-    """`python -m cbmir.pg_server ROOT [--port N]`: run a private server in the foreground."""
+    """`python -m cbmir.tools.pg_server ROOT [--port N]`: run a private server in the foreground."""
     import argparse
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("root")

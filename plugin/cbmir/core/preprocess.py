@@ -67,7 +67,7 @@ def preprocess(pixels: np.ndarray, size: int = DEFAULT_INPUT_SIZE) -> np.ndarray
     """Model input (1, size, size) float32 from a 2-D pixel array of any dtype and range.
 
     `pixels` must already be in display orientation: RescaleSlope/Intercept
-    applied and MONOCHROME1 inverted (see `cbmir.decode`). RGB is turned grey.
+    applied and MONOCHROME1 inverted (see `cbmir.core.decode`). RGB is turned grey.
     """
     grey = to_grey(pixels)
     resized, (new_h, new_w) = _resize_keep_aspect(grey, size)
