@@ -5,10 +5,14 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 SYSTEM_PYTHON := /usr/bin/python3
 
-.PHONY: run test docs-screenshot model-reference bench system-deps system-deps-test venv venv-tools venv-train viewer benchmark-figshare clean
+.PHONY: run cluster system-deps-cluster test docs-screenshot model-reference bench system-deps system-deps-test venv venv-tools venv-train viewer benchmark-figshare clean
 
 run: system-deps venv-tools viewer
 	scripts/run.sh
+
+# Several Orthanc nodes on one private PostgreSQL (docs/cluster.md); foreground, Ctrl-C stops all.
+cluster: system-deps-cluster venv-tools viewer
+	scripts/cluster.sh
 
 test: system-deps-test venv-train viewer
 	$(PY) -m pytest -ra $(PYTEST_ARGS)
@@ -23,6 +27,9 @@ system-deps:
 
 system-deps-test:
 	scripts/install-system.sh test
+
+system-deps-cluster:
+	scripts/install-system.sh cluster
 
 # The plugin runtime venv, made with the system python3 (the ABI of Orthanc's embedded Python):
 # only what the plugin imports (pyproject's `dependencies`).
@@ -71,6 +78,7 @@ bench: system-deps-test venv-train
 	$(PY) bench/query.py --sizes 16000,100000,1000000 --rest 16000
 	$(PY) bench/load.py --seconds 60
 	$(PY) bench/crash.py --images 500 --kills 3
+	$(PY) bench/cluster.py --nodes 1,2,3 --images 300
 
 clean:
 	rm -rf $(VENV) build

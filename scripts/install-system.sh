@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # Installs the Debian/Ubuntu packages the project needs, only those missing.
-# Usage: scripts/install-system.sh [run|test]   ("test" adds Chromium for the viewer tests)
+# Usage: scripts/install-system.sh [run|cluster|test]
+#   "cluster" adds PostgreSQL and Orthanc's PostgreSQL plugins (`make cluster`);
+#   "test" adds those and Chromium for the viewer tests.
 set -euo pipefail
 packages=(orthanc orthanc-python orthanc-dicomweb orthanc-gdcm dcmtk python3-venv python3-dev g++ make curl nodejs npm)
-if [ "${1:-run}" = "test" ]; then packages+=(chromium dicom3tools); fi
+case "${1:-run}" in
+  cluster) packages+=(postgresql orthanc-postgresql) ;;
+  test) packages+=(chromium dicom3tools postgresql orthanc-postgresql) ;;
+esac
 # nodejs/npm are only installed when no node is on PATH (machines may bring their own).
 missing=()
 for p in "${packages[@]}"; do
@@ -20,8 +25,11 @@ if [ ! -e "$policy" ]; then printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy"
 $SUDO apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 [ "$made_policy" -eq 1 ] && $SUDO rm -f "$policy"
-# A system orthanc service that was already enabled would hold our ports.
-if command -v systemctl >/dev/null 2>&1 && systemctl is-enabled orthanc >/dev/null 2>&1; then
-  $SUDO systemctl disable --now orthanc || true
-fi
+# A system orthanc or postgresql service that was already enabled would hold our ports
+# (8042/4242/5432): ours run on their own ports and data folders.
+for service in orthanc postgresql; do
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-enabled "$service" >/dev/null 2>&1; then
+    $SUDO systemctl disable --now "$service" || true
+  fi
+done
 exit 0

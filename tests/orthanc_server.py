@@ -195,6 +195,14 @@ class OrthancServer:
         raise TimeoutError(f"CBMIR not idle after {timeout} s: {status}\n{self.log_tail()}")
 
 
+def cluster_overrides(pg: dict, storage_directory: str | Path | None = None,
+                      node_name: str | None = None) -> tuple[dict, dict]:
+    """(overrides, cbmir) to pass to OrthancServer for a node of a cluster on the PostgreSQL
+    `pg` (e.g. the `pg_database` fixture); see cbmir.tools.orthanc_config.cluster_overrides."""
+    from cbmir.tools.orthanc_config import cluster_overrides as overrides_for
+    return overrides_for(pg, storage_directory, node_name)
+
+
 @contextlib.contextmanager
 def running_server(home: str | Path, model_path: str | Path, cbmir: dict | None = None,
                    arguments: list[str] | None = None):

@@ -67,6 +67,33 @@ def render(home: str | os.PathLike | None = None, http_port: int | None = None,
                   "dicom_port": config["DicomPort"], "aet": config["DicomAet"]}
 
 
+POSTGRESQL_PLUGINS = {"index": "/usr/share/orthanc/plugins/libOrthancPostgreSQLIndex.so",
+                      "storage": "/usr/share/orthanc/plugins/libOrthancPostgreSQLStorage.so"}
+
+
+def cluster_overrides(pg: dict, storage_directory: str | os.PathLike | None = None,
+                      node_name: str | None = None) -> tuple[dict, dict]:
+    """(overrides, cbmir) for `render` of one node of a cluster on the PostgreSQL `pg`
+    ({"Host", "Port", "Database", "Username", "Password"}).
+
+    Orthanc's index goes to PostgreSQL with `Lock: false` (else a second node refuses to
+    start); the DICOM files to the shared `storage_directory`, or to PostgreSQL too when it
+    is None, so every node serves every image. CBMIR uses its PostgreSQL store, reusing
+    Orthanc's section. Facts behind this: docs/cluster.md."""
+    plugins = json.loads(TEMPLATE.read_text())["Plugins"] + [POSTGRESQL_PLUGINS["index"]]
+    section = dict(pg, EnableIndex=True, EnableStorage=storage_directory is None, Lock=False,
+                   IndexConnectionsCount=2)
+    overrides = {"Plugins": plugins, "PostgreSQL": section}
+    if storage_directory is None:
+        plugins.append(POSTGRESQL_PLUGINS["storage"])
+    else:
+        overrides["StorageDirectory"] = str(storage_directory)
+    cbmir = {"Store": "postgresql"}
+    if node_name:
+        cbmir["NodeName"] = node_name
+    return overrides, cbmir
+
+
 def main() -> int:
     path, info = render()
     print(json.dumps(dict(info, config=str(path))))
