@@ -23,7 +23,7 @@ MAX_CLAIMS = 5  # claims of one row that ended with nothing recorded (deleted in
 
 
 class Claims:
-    """SQL of the queue table (cbmir.queue, created by PgStore's migration)."""
+    """SQL of the queue table (cbmir_index.queue, created by PgStore's migration)."""
 
     def __init__(self, store, node: str, lease: float):
         self.store, self.node, self.lease = store, node, float(lease)
@@ -37,12 +37,12 @@ class Claims:
             return 0
         with self.store.connection() as conn:
             cursor = conn.execute(
-                "INSERT INTO cbmir.queue (instance, generation, force, arrival) "
+                "INSERT INTO cbmir_index.queue (instance, generation, force, arrival) "
                 "SELECT i, %s, %s, %s FROM unnest(%s::text[]) AS i WHERE NOT EXISTS "
-                "(SELECT 1 FROM cbmir.vectors v WHERE v.instance=i AND v.generation=%s) AND "
-                "(%s OR NOT EXISTS (SELECT 1 FROM cbmir.rejected r WHERE r.instance=i)) "
+                "(SELECT 1 FROM cbmir_index.vectors v WHERE v.instance=i AND v.generation=%s) AND "
+                "(%s OR NOT EXISTS (SELECT 1 FROM cbmir_index.rejected r WHERE r.instance=i)) "
                 "ON CONFLICT (instance, generation) DO UPDATE SET force=true "
-                "WHERE excluded.force AND NOT cbmir.queue.force",
+                "WHERE excluded.force AND NOT cbmir_index.queue.force",
                 (generation, force, arrival, instances, generation, force))
             return cursor.rowcount
 
@@ -51,10 +51,10 @@ class Claims:
         lease expired), just-stored images first; now held by this node."""
         with self.store.connection() as conn:
             return conn.execute(
-                "WITH picked AS (SELECT instance, generation FROM cbmir.queue "
+                "WITH picked AS (SELECT instance, generation FROM cbmir_index.queue "
                 " WHERE claimed_until IS NULL OR claimed_until < now() "
                 " ORDER BY arrival DESC, enqueued LIMIT %s FOR UPDATE SKIP LOCKED) "
-                "UPDATE cbmir.queue q SET claimed_by=%s, attempts=q.attempts+1, "
+                "UPDATE cbmir_index.queue q SET claimed_by=%s, attempts=q.attempts+1, "
                 " claimed_until=now() + make_interval(secs => %s) FROM picked "
                 "WHERE q.instance=picked.instance AND q.generation=picked.generation "
                 "RETURNING q.instance, q.generation, q.force, q.arrival",
@@ -66,7 +66,7 @@ class Claims:
             return 0
         with self.store.connection() as conn:
             return conn.execute(
-                "UPDATE cbmir.queue SET claimed_until=now() + make_interval(secs => %s) "
+                "UPDATE cbmir_index.queue SET claimed_until=now() + make_interval(secs => %s) "
                 "WHERE claimed_by=%s AND instance = ANY(%s)",
                 (self.lease, self.node, instances)).rowcount
 
@@ -79,13 +79,13 @@ class Claims:
             return 0
         with self.store.connection() as conn, conn.transaction():
             done = conn.execute(
-                "DELETE FROM cbmir.queue q WHERE claimed_by=%s AND instance = ANY(%s) AND ("
-                " EXISTS (SELECT 1 FROM cbmir.vectors v WHERE v.instance=q.instance AND "
+                "DELETE FROM cbmir_index.queue q WHERE claimed_by=%s AND instance = ANY(%s) AND ("
+                " EXISTS (SELECT 1 FROM cbmir_index.vectors v WHERE v.instance=q.instance AND "
                 "  v.generation=q.generation) OR "
-                " EXISTS (SELECT 1 FROM cbmir.rejected r WHERE r.instance=q.instance) OR "
+                " EXISTS (SELECT 1 FROM cbmir_index.rejected r WHERE r.instance=q.instance) OR "
                 " attempts >= %s)", (self.node, instances, MAX_CLAIMS)).rowcount
             conn.execute(
-                "UPDATE cbmir.queue SET claimed_by=NULL, last_error='released without outcome', "
+                "UPDATE cbmir_index.queue SET claimed_by=NULL, last_error='released without outcome', "
                 "claimed_until=now() + make_interval(secs => attempts) "
                 "WHERE claimed_by=%s AND instance = ANY(%s)", (self.node, instances))
         return done
@@ -95,7 +95,7 @@ class Claims:
         instances = list(instances)
         if instances:
             with self.store.connection() as conn:
-                conn.execute("UPDATE cbmir.queue SET claimed_by=NULL, claimed_until=NULL, "
+                conn.execute("UPDATE cbmir_index.queue SET claimed_by=NULL, claimed_until=NULL, "
                              "last_error=COALESCE(%s, last_error) WHERE claimed_by=%s AND "
                              "instance = ANY(%s)", (error, self.node, instances))
 
@@ -106,7 +106,7 @@ class Claims:
         with self.store.connection() as conn:
             for start in range(0, len(instances), 10_000):
                 found.update(r[0] for r in conn.execute(
-                    "SELECT DISTINCT instance FROM cbmir.queue WHERE instance = ANY(%s)",
+                    "SELECT DISTINCT instance FROM cbmir_index.queue WHERE instance = ANY(%s)",
                     (instances[start:start + 10_000],)))
         return found
 
@@ -115,7 +115,7 @@ class Claims:
         with self.store.connection() as conn:
             rows = conn.execute(
                 "SELECT generation, claimed_by, claimed_until > now() AS live, COUNT(*) "
-                "FROM cbmir.queue GROUP BY 1, 2, 3").fetchall()
+                "FROM cbmir_index.queue GROUP BY 1, 2, 3").fetchall()
         result: dict = {}
         for generation, node, live, count in rows:
             entry = result.setdefault(str(generation), {"queued": 0, "claimed": 0, "by_node": {}})
@@ -158,7 +158,7 @@ class ClusterQueue(WorkQueue):
 
     def done(self, instances) -> None:
         super().done(instances)
-        finished = [i for i in instances if not super().is_pending(i)]
+        finished = [i for i in instances if not WorkQueue.is_pending(self, i)]
         try:
             self.claims.finish(finished)
         except Exception as error:  # noqa: BLE001 - the lease expires; another claim finishes
@@ -169,7 +169,7 @@ class ClusterQueue(WorkQueue):
         deadline = None if timeout is None else self.clock() + timeout
         wanted = list(instances)
         while True:
-            local = [i for i in wanted if super().is_pending(i)]
+            local = [i for i in wanted if WorkQueue.is_pending(self, i)]
             try:
                 self._remote = self.claims.pending(wanted) if wanted else set()
             except Exception as error:  # noqa: BLE001 - PostgreSQL away: still pending

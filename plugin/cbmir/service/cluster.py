@@ -123,10 +123,10 @@ class ClusterEngine(Engine):
         queue = self.claims.summary()
         with self.store.connection() as conn:
             generations = conn.execute(
-                "SELECT generation, COUNT(DISTINCT instance), COUNT(*) FROM cbmir.vectors "
+                "SELECT generation, COUNT(DISTINCT instance), COUNT(*) FROM cbmir_index.vectors "
                 "GROUP BY generation ORDER BY generation").fetchall()
             nodes = conn.execute(
-                "SELECT name, EXTRACT(EPOCH FROM now() - seen), replica FROM cbmir.nodes "
+                "SELECT name, EXTRACT(EPOCH FROM now() - seen), replica FROM cbmir_index.nodes "
                 "ORDER BY name").fetchall()
         last_seq = self.store.last_seq()
         replica = dict(self.replica.describe(), seq_last=last_seq,

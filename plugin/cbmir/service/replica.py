@@ -7,7 +7,7 @@ whichever node claimed the work. A daemon thread polls PostgreSQL every
 applied (they commit in seq order: cbmir.vectors.pg_store), adds/removes them, and
 follows the cluster's generation state: a re-index started elsewhere makes this node
 take part in it (and build the target), and the flip of the active-generation row
-makes it switch at the next poll. It also writes this node's heartbeat (cbmir.nodes)
+makes it switch at the next poll. It also writes this node's heartbeat (cbmir_index.nodes)
 so /cbmir/status on any node lists every node's replica.
 """
 from __future__ import annotations
@@ -127,7 +127,7 @@ class Replica:
     def heartbeat(self) -> None:
         self._beat = time.monotonic()
         with self.store.connection() as conn:
-            conn.execute("INSERT INTO cbmir.nodes (name, seen, replica) VALUES (%s, now(), %s) "
+            conn.execute("INSERT INTO cbmir_index.nodes (name, seen, replica) VALUES (%s, now(), %s) "
                          "ON CONFLICT (name) DO UPDATE SET seen=now(), replica=excluded.replica",
                          (self.store.node, json.dumps(self.describe())))
 
