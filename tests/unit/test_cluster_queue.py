@@ -51,6 +51,30 @@ def test_two_claimers_never_get_the_same_instance(pg_store):
     assert a.claim(5) == [] and b.claim(5) == []
 
 
+def test_simultaneous_claims_never_overlap(pg_store):
+    """Claimers released together by a barrier, round after round: no row twice."""
+    store = pg_store()
+    claims_for(store, "loader").enqueue([f"r{n:03d}" for n in range(240)], 1)
+    nodes = [claims_for(pg_store(f"n{k}"), f"n{k}") for k in range(4)]
+    barrier = threading.Barrier(len(nodes))
+    taken = collections.Counter()
+    lock = threading.Lock()
+
+    def run(claims):
+        for _ in range(12):
+            barrier.wait()
+            rows = claims.claim(5)
+            with lock:
+                taken.update(r[0] for r in rows)
+
+    threads = [threading.Thread(target=run, args=(c,)) for c in nodes]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(taken) == 240 and set(taken.values()) == {1}, taken.most_common(3)
+
+
 def test_an_expired_claim_is_taken_by_another_node(pg_store):
     store = pg_store()
     a, b = claims_for(store, "a", lease=0.5), claims_for(store, "b")
