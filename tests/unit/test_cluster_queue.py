@@ -98,6 +98,22 @@ def test_done_work_is_not_queued_again_and_a_rejection_ends_it(pg_store):
     assert claims.pending(["done", "bad", "new"]) == {"bad"}
 
 
+def test_vectors_of_an_instance_deleted_on_another_node_after_its_claim_are_refused(pg_store):
+    a, b = pg_store("a"), pg_store("b")
+    claims = claims_for(a, "a")
+    claims.enqueue(["x", "y", "z"], 1)
+    claims.claim(3)  # A starts embedding x, y and z
+    b.delete_resource("instance", "x")  # B deletes x and the study of y: no rows yet
+    b.delete_resource("study", "st-y")
+    ids = a.add([record("x"), record("y", study="st-y"), record("z")], 1)
+    assert ids[0] is None and ids[1] is None and ids[2] is not None
+    assert a.instances(1) == ["z"] and claims.pending(["x", "y", "z"]) == {"x", "y"}
+    with a.connection() as conn:  # stored again later (overwrite): a new claim embeds it
+        conn.execute("UPDATE cbmir_index.queue SET claimed_until=NULL")
+    claims.claim(3)
+    assert a.add([record("x")], 1)[0] is not None
+
+
 def test_a_claim_without_outcome_is_released_then_dropped(pg_store):
     from cbmir.service.claims import MAX_CLAIMS
     store = pg_store()

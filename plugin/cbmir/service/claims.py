@@ -54,7 +54,7 @@ class Claims:
                 "WITH picked AS (SELECT instance, generation FROM cbmir_index.queue "
                 " WHERE claimed_until IS NULL OR claimed_until < now() "
                 " ORDER BY arrival DESC, enqueued LIMIT %s FOR UPDATE SKIP LOCKED) "
-                "UPDATE cbmir_index.queue q SET claimed_by=%s, attempts=q.attempts+1, "
+                "UPDATE cbmir_index.queue q SET claimed_by=%s, attempts=q.attempts+1, claimed_at=now(), "
                 " claimed_until=now() + make_interval(secs => %s) FROM picked "
                 "WHERE q.instance=picked.instance AND q.generation=picked.generation "
                 "RETURNING q.instance, q.generation, q.force, q.arrival",
