@@ -189,14 +189,16 @@ def make_engine(pg_database, tmp_path):
     from cbmir.service.config import Config
     engines = []
 
-    def make(node, list_instances=None):
+    def make(node, list_instances=None, poll=0.25):
         config = Config(index_directory=tmp_path / node, store="postgresql",
-                        postgresql=pg_database, node_name=node, rebuild_threshold=1000)
+                        postgresql=pg_database, node_name=node, rebuild_threshold=1000,
+                        replica_poll_seconds=poll)
         engines.append(ClusterEngine(config, log=lambda message: None,
                                      list_instances=list_instances))
         return engines[-1]
     yield make
     for engine in engines:
+        engine.replica.stop()
         engine.queue.stop()
         engine.store.close()
 
@@ -238,3 +240,14 @@ def test_a_re_index_started_on_one_node_is_joined_by_the_others(make_engine):
     b.replica.poll()
     assert b.target is not None and b.target.generation == 2
     assert a.claims.pending(["x"]) == {"x"}  # queued once for generation 2
+
+
+def test_reading_an_instance_the_replica_lacks_makes_it_catch_up_first(make_engine):
+    """/cbmir/similar finds the rows in PostgreSQL before the next poll: it must not then
+    search a replica without them (an empty answer)."""
+    a, b = make_engine("a"), make_engine("b", poll=60)
+    b.replica.start()
+    b.replica.catch_up()  # its first poll is done
+    (row_id,) = a.store.add([record("x", value=3)], 1)
+    assert b.store.instance_rows("x", 1)[0]["id"] == row_id
+    assert found(b, [0, 0, 0, 1]) == {row_id}  # without waiting for the 60 s poll

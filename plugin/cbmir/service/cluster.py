@@ -65,6 +65,7 @@ class ClusterEngine(Engine):
         super().__init__(config, log=log)
         self.replica = Replica(self, self.store, config.replica_poll_seconds, list_instances)
         self.replica.applied = self._seq_at_open  # read before the index was loaded
+        self.store.on_uncached_rows = self.replica.catch_up
         self.reconciliations: dict = {}
 
     def _open_store(self):
@@ -119,6 +120,15 @@ class ClusterEngine(Engine):
         return sum(e["queued"] + e["claimed"] for e in self.claims.summary().values())
 
     def status(self) -> dict:
+        import psycopg
+        try:
+            return self._status()
+        except psycopg.OperationalError as error:
+            from cbmir.vectors.search import ApiError
+            raise ApiError(503, f"PostgreSQL unavailable: {error}", replica=self.replica.describe(),
+                           node=self.config.node_name) from None
+
+    def _status(self) -> dict:
         result = super().status()
         queue = self.claims.summary()
         with self.store.connection() as conn:
@@ -131,8 +141,9 @@ class ClusterEngine(Engine):
         last_seq = self.store.last_seq()
         replica = dict(self.replica.describe(), seq_last=last_seq,
                        seq_lag=max(0, last_seq - self.replica.applied))
-        result["pending"] = sum(e["queued"] + e["claimed"] for e in queue.values()) \
-            + self.queue.pending()
+        # this node's local queue holds claimed rows only: they are in the cluster's count
+        result["pending"] = sum(e["queued"] + e["claimed"] for e in queue.values())
+        result["pending_here"] = self.queue.pending()
         result["cluster"] = {
             "store": "postgresql", "node": self.config.node_name,
             "active_generation": self.store.active_generation,

@@ -104,6 +104,7 @@ class PgStore:
                                    check=ConnectionPool.check_connection, name="cbmir")
         self.deletions = 0
         self.cache = RowCache()
+        self.on_uncached_rows = None  # called when instance_rows read PostgreSQL, not the cache
         self._write_lock = threading.Lock()  # only for cache coherence, not for PG
         self.migrate()
 
@@ -271,7 +272,10 @@ class PgStore:
         cached = self.cache.instance(instance, generation)
         if cached is not None:
             return cached
-        return self.rows("instance=? AND generation=? ORDER BY frame", (instance, generation), True)
+        rows = self.rows("instance=? AND generation=? ORDER BY frame", (instance, generation), True)
+        if rows and self.on_uncached_rows is not None:
+            self.on_uncached_rows()  # the cluster's replica catches up (cbmir.service.replica)
+        return rows
 
     def instance_for_sop(self, sop_uid: str) -> str | None:
         found = self.instances_for_sop(sop_uid, 1)
