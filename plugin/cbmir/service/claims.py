@@ -142,6 +142,7 @@ class ClusterQueue(WorkQueue):
         self._remote: set[str] = set()  # pending elsewhere in the cluster (last wait_done)
         self._thread: threading.Thread | None = None
         self.claimed = 0  # rows claimed by this node since start
+        self.can_work = lambda: True  # False (no model here): leave the work to other nodes
 
     # -- what the engine, follower and routes call --------------------------------------------
     def put(self, instance: str, force: bool = False, arrival: bool = False) -> None:
@@ -213,7 +214,7 @@ class ClusterQueue(WorkQueue):
 
     def claim_once(self) -> int:
         room = 2 * self.batch_size - WorkQueue.pending(self)
-        if room <= 0:
+        if room <= 0 or not self.can_work():
             return 0
         rows = self.claims.claim(room)
         for instance, _generation, force, arrival in rows:

@@ -77,9 +77,11 @@ class ClusterEngine(Engine):
     def _new_queue(self):
         c = self.config
         self.claims = Claims(self.store, c.node_name, c.claim_seconds)
-        return ClusterQueue(self.claims, lambda: self.write_index().generation,
-                            batch_size=c.batch_size, poll_seconds=c.replica_poll_seconds,
-                            log=self.log.warning)
+        queue = ClusterQueue(self.claims, lambda: self.write_index().generation,
+                             batch_size=c.batch_size, poll_seconds=c.replica_poll_seconds,
+                             log=self.log.warning)
+        queue.can_work = lambda: self.embedder is not None  # else other nodes embed
+        return queue
 
     def start_reindex(self, list_instances, resume_generation: int | None = None) -> bool:
         """Once for the cluster: the re-index target is claimed in PostgreSQL; the other
