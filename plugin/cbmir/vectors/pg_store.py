@@ -100,13 +100,17 @@ class PgStore:
         self.settings = dict(settings)
         self.node = node
         self.pool = ConnectionPool(conninfo(settings), min_size=1, max_size=pool_size,
-                                   kwargs={"autocommit": True}, open=True, timeout=30,
+                                   kwargs={"autocommit": True}, open=True, timeout=15,
                                    check=ConnectionPool.check_connection, name="cbmir")
         self.deletions = 0
         self.cache = RowCache()
         self.on_uncached_rows = None  # called when instance_rows read PostgreSQL, not the cache
         self._write_lock = threading.Lock()  # only for cache coherence, not for PG
-        self.migrate()
+        try:
+            self.migrate()
+        except BaseException:  # PostgreSQL away at start: the caller retries with a new store
+            self.pool.close()
+            raise
 
     def close(self) -> None:
         self.pool.close()
