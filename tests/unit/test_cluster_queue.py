@@ -251,3 +251,35 @@ def test_reading_an_instance_the_replica_lacks_makes_it_catch_up_first(make_engi
     (row_id,) = a.store.add([record("x", value=3)], 1)
     assert b.store.instance_rows("x", 1)[0]["id"] == row_id
     assert found(b, [0, 0, 0, 1]) == {row_id}  # without waiting for the 60 s poll
+
+
+def test_a_node_that_is_storing_leaves_its_fresh_arrivals_to_the_others(pg_store):
+    from cbmir.service.claims import ClusterQueue
+    store = pg_store()
+    storing = ClusterQueue(claims_for(store, "a"), lambda: 1, log=lambda m: None, hold=0.5)
+    idle = ClusterQueue(claims_for(store, "b"), lambda: 1, log=lambda m: None, hold=0.5)
+    storing.put("fresh", arrival=True)  # a NEW_INSTANCE on A
+    assert storing.claim_once() == 0  # A is storing: not before it waited `hold`
+    assert idle.claim_once() == 1  # B takes it at once
+    storing.put("later", arrival=True)
+    time.sleep(0.6)  # nobody else took it: A's own turn, as its pacer would have given it
+    storing.last_arrival = storing.clock()
+    assert storing.claim_once() == 1
+
+
+def test_notifications_wake_the_other_nodes(pg_database, pg_store):
+    from cbmir.service.notify import Listener
+    from cbmir.vectors.pg_store import conninfo
+    woken = {"vectors": threading.Event(), "queue": threading.Event()}
+    listener = Listener(conninfo(pg_database), {k: e.set for k, e in woken.items()})
+    listener.start()
+    try:
+        store = pg_store()
+        deadline = time.monotonic() + 30
+        while not woken["queue"].is_set() and time.monotonic() < deadline:
+            claims_for(store, "a").enqueue([f"w{time.monotonic()}"], 1)  # until it listens
+            woken["queue"].wait(0.2)
+        store.add([record("v")], 1)
+        assert woken["queue"].is_set() and woken["vectors"].wait(10)
+    finally:
+        listener.stop()

@@ -22,6 +22,7 @@ from cbmir.service import retry
 from cbmir.service.claims import Claims, ClusterQueue
 from cbmir.service.engine import Engine
 from cbmir.service.follower import CHECKPOINT, PAGE, ChangeFollower
+from cbmir.service.notify import Listener
 from cbmir.service.replica import Replica
 
 REPLAY_WINDOW = 1000  # /changes re-read behind the checkpoint (Seq commits out of order)
@@ -49,6 +50,7 @@ def start(engine) -> None:
     if isinstance(engine, ClusterEngine):
         engine.queue.start()
         engine.replica.start()
+        engine.listener.start()
 
 
 def stop(engine) -> None:
@@ -56,6 +58,7 @@ def stop(engine) -> None:
         engine.queue.stop()
         engine.queue.join(5)
         engine.replica.stop(5)
+        engine.listener.stop(3)
 
 
 class ClusterEngine(Engine):
@@ -66,6 +69,9 @@ class ClusterEngine(Engine):
         self.replica = Replica(self, self.store, config.replica_poll_seconds, list_instances)
         self.replica.applied = self._seq_at_open  # read before the index was loaded
         self.store.on_uncached_rows = self.replica.catch_up
+        from cbmir.vectors.pg_store import conninfo
+        self.listener = Listener(conninfo(config.postgresql), {
+            "vectors": self.replica.wake, "queue": self.queue.wake.set}, log=self.log.warning)
         self.reconciliations: dict = {}
 
     def _open_store(self):
@@ -79,7 +85,7 @@ class ClusterEngine(Engine):
         self.claims = Claims(self.store, c.node_name, c.claim_seconds)
         queue = ClusterQueue(self.claims, lambda: self.write_index().generation,
                              batch_size=c.batch_size, poll_seconds=c.replica_poll_seconds,
-                             log=self.log.warning)
+                             log=self.log.warning, hold=c.index_delay_seconds)
         queue.can_work = lambda: self.embedder is not None  # else other nodes embed
         return queue
 

@@ -61,6 +61,10 @@ class Replica:
             self._wake.wait(self.poll_seconds)
             self._wake.clear()
 
+    def wake(self) -> None:
+        """Poll now (a notification of new rows: cbmir.service.notify)."""
+        self._wake.set()
+
     def catch_up(self, timeout: float = 2.0) -> bool:
         """Wait (at most `timeout`) until this replica has applied every row committed now.
         Why: a request that found an instance's rows in PostgreSQL (not in the row cache the

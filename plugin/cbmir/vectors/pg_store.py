@@ -73,6 +73,7 @@ CREATE INDEX deleted_at ON cbmir_index.deleted (at);
 ALTER TABLE cbmir_index.queue ADD COLUMN claimed_at TIMESTAMPTZ;
 """,
 }
+NOTIFY = "SELECT pg_notify('cbmir_index', %s)"  # cbmir.service.notify (sent at commit)
 DELETED_KEPT = "1 day"  # how long the resource deletion log is kept
 
 
@@ -227,6 +228,8 @@ class PgStore:
             conn.execute("DELETE FROM cbmir_index.rejected WHERE instance = ANY(%s)", (instances,))
             conn.execute("DELETE FROM cbmir_index.queue WHERE instance = ANY(%s) AND generation=%s",
                          (instances, generation))
+            if fresh:
+                conn.execute(NOTIFY, ("vectors",))
         self.cache.put(fresh)
         return inserted
 
@@ -345,6 +348,8 @@ class PgStore:
                         " at) VALUES (%s, %s, %s, %s, %s, %s)",
                         [(row_id, generation, level.lower(), orthanc_id, self.node, now)
                          for row_id, generation in removed])
+            if removed:
+                conn.execute(NOTIFY, ("vectors",))
             conn.execute(f"DELETE FROM cbmir_index.rejected WHERE {column}=%s", (orthanc_id,))
             conn.execute("INSERT INTO cbmir_index.deleted (level, resource) VALUES (%s, %s)",
                          (level.lower(), orthanc_id))
