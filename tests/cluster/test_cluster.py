@@ -16,7 +16,7 @@ from pydicom.uid import generate_uid
 from orthanc_server import wait_for
 from support.dicom_factory import mr_image
 
-from support.cluster import ALL
+from support.cluster import ALL, ALL_HEADERS
 
 pytestmark = pytest.mark.orthanc
 
@@ -29,8 +29,7 @@ def images(count: int, patient: str, seed: int, size: int = 32) -> list[bytes]:
 
 
 def query(node, data: bytes) -> list[dict]:
-    response = node.post("/cbmir/query", data=data, params=ALL,
-                         headers={"Content-Type": "application/dicom"})
+    response = node.post("/cbmir/query", data=data, headers=ALL_HEADERS)
     assert response.status_code == 200, response.text[:500]
     return response.json()["results"]
 

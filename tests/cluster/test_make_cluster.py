@@ -15,7 +15,7 @@ import requests
 from pydicom.uid import generate_uid
 
 from orthanc_server import REPO, free_port, needs_orthanc, wait_for
-from support.cluster import ALL
+from support.cluster import ALL_HEADERS
 from support.dicom_factory import mr_image
 from support.postgres import missing_reason
 
@@ -79,8 +79,7 @@ def test_make_cluster_starts_two_nodes_and_sigterm_stops_everything(tmp_path, ti
 
         def found_on_node_1():
             answer = requests.post(f"http://127.0.0.1:{http + 1}/cbmir/query", data=data, auth=auth,
-                                   params=ALL, headers={"Content-Type": "application/dicom"},
-                                   timeout=30)
+                                   headers=ALL_HEADERS, timeout=30)
             return answer.ok and answer.json()["results"] and \
                 answer.json()["results"][0]["instance"] == stored
         wait_for(found_on_node_1, timeout=120, step=0.5)

@@ -14,6 +14,9 @@ from orthanc_server import OrthancServer, wait_for
 
 INDEXED = re.compile(r"CBMIR: indexed ([0-9a-f]{8}(?:-[0-9a-f]{8}){4})")
 ALL = {"exclude_same_patient": "false", "group_by": "instance", "k": 10}
+# POST /cbmir/query with a raw DICOM body takes its parameters from X-CBMIR-* headers.
+ALL_HEADERS = {"Content-Type": "application/dicom", "X-CBMIR-Exclude-Same-Patient": "false",
+               "X-CBMIR-Group-By": "instance", "X-CBMIR-K": "10"}
 
 
 class Cluster:
