@@ -59,3 +59,32 @@ def test_modalities_are_case_insensitive_and_star_accepts_all():
     assert load_config({"CBMIR": {"Modalities": ["mr", "CT"]}}).accepts_modality("ct")
     assert not load_config({}).accepts_modality("SR")
     assert load_config({"CBMIR": {"Modalities": ["*"]}}).accepts_modality("SR")
+
+
+def test_the_store_defaults_to_sqlite_and_postgresql_reuses_orthancs_section():
+    assert load_config({}).store == "sqlite" and load_config({}).postgresql is None
+    pg = {"EnableIndex": True, "Host": "db", "Port": 5433, "Database": "orthanc",
+          "Username": "u", "Password": "p", "Lock": False}
+    config = load_config({"Name": "A", "HttpPort": 8043, "PostgreSQL": pg,
+                          "CBMIR": {"Store": "postgresql"}})
+    assert config.postgresql == {"Host": "db", "Port": 5433, "Database": "orthanc",
+                                 "Username": "u", "Password": "p"}
+    assert config.node_name.startswith("A@") and config.node_name.endswith(":8043")
+    own = {"Host": "other", "Database": "cbmir"}
+    config = load_config({"PostgreSQL": pg, "CBMIR": {"Store": "postgresql", "PostgreSQL": own,
+                                                      "NodeName": "node-1", "ClaimSeconds": 5}})
+    assert config.postgresql == own and config.node_name == "node-1"
+    assert config.claim_seconds == 5.0
+
+
+@pytest.mark.parametrize("cbmir, match", [
+    ({"Store": "mysql"}, "CBMIR.Store"),
+    ({"Store": "postgresql"}, "CBMIR.PostgreSQL"),  # neither its own nor Orthanc's section
+    ({"Store": "postgresql", "PostgreSQL": {"Hots": "x", "Database": "d"}}, "CBMIR.PostgreSQL.Hots"),
+    ({"Store": "postgresql", "PostgreSQL": {"Port": "5432", "Database": "d"}}, "CBMIR.PostgreSQL.Port"),
+    ({"ClaimSeconds": 0}, "CBMIR.ClaimSeconds"), ({"NodeName": 3}, "CBMIR.NodeName"),
+    ({"ReplicaPollSeconds": 100}, "CBMIR.ReplicaPollSeconds"),
+])
+def test_a_bad_cluster_setting_names_its_key(cbmir, match):
+    with pytest.raises(ConfigError, match=match.replace(".", r"\.")):
+        load_config({"CBMIR": cbmir})

@@ -1,7 +1,28 @@
-"""SQLite store: idempotent inserts, deletions per Orthanc level, generations, rejections."""
+"""Both stores (SQLite; PostgreSQL of the cluster mode, on a real private server): idempotent
+inserts, deletions per Orthanc level, generations, rejections, the row cache."""
 import numpy as np
+import pytest
 
 from cbmir.vectors.store import Record, Store
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def make_store(request, tmp_path):
+    """A factory: each call opens the same store again (SQLite folder or PG database)."""
+    opened = []
+    if request.param == "sqlite":
+        def make():
+            return Store(tmp_path)
+    else:
+        settings = request.getfixturevalue("pg_database")
+        from cbmir.vectors.pg_store import PgStore
+
+        def make():
+            opened.append(PgStore(settings, pool_size=2))
+            return opened[-1]
+    yield make
+    for store in opened:
+        store.close()
 
 
 def record(instance, frame=0, study="st1", patient="pa1", series="se1", value=1.0):
@@ -12,16 +33,16 @@ def record(instance, frame=0, study="st1", patient="pa1", series="se1", value=1.
                   modality="MR", label="glioma", model_version="m1")
 
 
-def test_a_re_sent_instance_is_stored_once(tmp_path):
-    store = Store(tmp_path)
+def test_a_re_sent_instance_is_stored_once(make_store):
+    store = make_store()
     first = store.add([record("a"), record("a", 1)], 1)
     again = store.add([record("a"), record("a", 1)], 1)
     assert all(i is not None for i in first) and again == [None, None]
     assert store.counts(1) == {"indexed": 1, "frames": 2, "failed": 0, "skipped": 0}
 
 
-def test_vectors_round_trip_in_id_order(tmp_path):
-    store = Store(tmp_path)
+def test_vectors_round_trip_in_id_order(make_store):
+    store = make_store()
     store.add([record("a", value=1.0), record("b", value=2.0)], 1)
     ids, matrix = store.vectors(1)
     assert list(ids) == sorted(ids) and matrix.shape == (2, 4)
@@ -30,8 +51,8 @@ def test_vectors_round_trip_in_id_order(tmp_path):
     assert rows[0]["label"] == "glioma" and rows[0]["vector"].shape == (4,)
 
 
-def test_deleting_a_study_removes_its_vectors_and_rejections_only(tmp_path):
-    store = Store(tmp_path)
+def test_deleting_a_study_removes_its_vectors_and_rejections_only(make_store):
+    store = make_store()
     store.add([record("a", study="s1"), record("b", study="s1"), record("c", study="s2")], 1)
     store.reject("d", "failed", "truncated", {"orthanc_study": "s1"})
     removed = store.delete_resource("study", "s1")
@@ -40,8 +61,8 @@ def test_deleting_a_study_removes_its_vectors_and_rejections_only(tmp_path):
     assert len(store.delete_resource("patient", "pa1")) == 1
 
 
-def test_activating_a_generation_drops_the_others(tmp_path):
-    store = Store(tmp_path)
+def test_activating_a_generation_drops_the_others(make_store):
+    store = make_store()
     store.add([record("a")], 1)
     store.add([record("a"), record("b")], 2)
     assert store.active_generation == 1
@@ -50,16 +71,16 @@ def test_activating_a_generation_drops_the_others(tmp_path):
     assert store.counts(1)["indexed"] == 0
 
 
-def test_storing_an_instance_clears_its_old_rejection(tmp_path):
-    store = Store(tmp_path)
+def test_storing_an_instance_clears_its_old_rejection(make_store):
+    store = make_store()
     store.reject("a", "failed", "decoder crashed")
     assert store.counts(1)["failed"] == 1
     store.add([record("a")], 1)
     assert store.rejection("a") is None and store.counts(1)["failed"] == 0
 
 
-def test_sop_uids_resolve_to_instances_including_rejected_ones(tmp_path):
-    store = Store(tmp_path)
+def test_sop_uids_resolve_to_instances_including_rejected_ones(make_store):
+    store = make_store()
     store.add([record("a")], 1)
     store.reject("sr", "skipped", "no pixel data", {"sop_uid": "9.9"})
     assert store.instance_for_sop("1.2.a") == "a"
@@ -67,25 +88,25 @@ def test_sop_uids_resolve_to_instances_including_rejected_ones(tmp_path):
     assert store.instance_for_sop("7.7") is None
 
 
-def test_row_ids_are_never_reused_after_a_delete(tmp_path):
-    store = Store(tmp_path)
+def test_row_ids_are_never_reused_after_a_delete(make_store):
+    store = make_store()
     (first,) = store.add([record("a")], 1)
     store.delete_resource("instance", "a")
     (second,) = store.add([record("b")], 1)
     assert second > first
 
 
-def test_state_survives_reopening(tmp_path):
-    Store(tmp_path).set_state("changes_checkpoint", 42)
-    assert Store(tmp_path).get_state("changes_checkpoint") == "42"
+def test_state_survives_reopening(make_store):
+    make_store().set_state("changes_checkpoint", 42)
+    assert make_store().get_state("changes_checkpoint") == "42"
 
 
-def test_the_row_cache_answers_like_sqlite_and_forgets_deleted_rows(tmp_path):
-    store = Store(tmp_path)
+def test_the_row_cache_answers_like_sqlite_and_forgets_deleted_rows(make_store):
+    store = make_store()
     store.add([record("a"), record("a", 1), record("b", study="s2")], 1)
     cached = store.instance_rows("a", 1)
     assert [r["frame"] for r in cached] == [0, 1]
-    fresh = Store(tmp_path)  # a new store reads SQLite until warmed
+    fresh = make_store()  # a new store reads SQLite until warmed
     from_sql = fresh.instance_rows("a", 1)
     assert [{k: v for k, v in r.items() if k != "vector"} for r in from_sql] == \
         [{k: v for k, v in r.items() if k != "vector"} for r in cached]
@@ -97,8 +118,8 @@ def test_the_row_cache_answers_like_sqlite_and_forgets_deleted_rows(tmp_path):
     assert store.instance_rows("a", 1) == [] and store.metadata(ids) == {}
 
 
-def test_the_row_cache_keeps_whole_instances_within_its_limit(tmp_path):
-    store = Store(tmp_path)
+def test_the_row_cache_keeps_whole_instances_within_its_limit(make_store):
+    store = make_store()
     store.cache.limit = 3
     store.add([record("a"), record("a", 1)], 1)
     store.add([record("b"), record("b", 1)], 1)  # would pass the limit: read from SQLite

@@ -44,6 +44,14 @@ class Config:
     max_frame_pixels: int = 4096 * 4096
     max_instance_pixels: int = 128 * 1024 * 1024
     viewer_directory: Path | None = None
+    # Cluster mode (issue 15, docs/cluster.md): "postgresql" keeps vectors, work claims and
+    # state in PostgreSQL, shared by every Orthanc node; "sqlite" is the one-node default.
+    store: str = "sqlite"
+    postgresql: dict | None = None  # {"Host", "Port", ...}; None: Orthanc's PostgreSQL section
+    node_name: str = ""  # "": Orthanc's Name + hostname + HttpPort (see node_name_for)
+    claim_seconds: float = 30.0  # a claim's lease; a dead node's work is taken over after it
+    replica_poll_seconds: float = 0.25  # how often a node's replica reads new rows
+    reconcile_seconds: float = 300.0  # cluster: periodic reconciliation against Orthanc
 
     def accepts_modality(self, modality: str) -> bool:
         return "*" in self.modalities or (modality or "").upper() in self.modalities
@@ -104,6 +112,39 @@ def default_index_directory(orthanc_config: dict) -> Path:
     return Path(str(base)) / "cbmir"
 
 
+STORES = ("sqlite", "postgresql")
+PG_KEYS = ("Host", "Port", "Database", "Username", "Password")
+
+
+def node_name_for(orthanc_config: dict) -> str:
+    """Orthanc's Name + hostname + HttpPort: unique per node of a cluster on one machine."""
+    import socket
+    return (f"{orthanc_config.get('Name') or 'orthanc'}@{socket.gethostname()}:"
+            f"{orthanc_config.get('HttpPort', 8042)}")
+
+
+def postgresql_settings(section: dict, orthanc_config: dict) -> dict:
+    """CBMIR.PostgreSQL, else Orthanc's own PostgreSQL section (the index database)."""
+    own = section.get("PostgreSQL")
+    source, key = (own, _key("PostgreSQL")) if own is not None else \
+        (orthanc_config.get("PostgreSQL"), "PostgreSQL")
+    if not isinstance(source, dict) or not source:
+        raise ConfigError(f"{_key('Store')} is \"postgresql\": set {_key('PostgreSQL')} "
+                          f"{{{', '.join(PG_KEYS)}}} or Orthanc's PostgreSQL section")
+    if own is not None:
+        unknown = sorted(set(own) - set(PG_KEYS) - {"ConnectionUri"})
+        if unknown:
+            raise ConfigError(f"unknown key(s) {', '.join(f'{key}.{k}' for k in unknown)}; "
+                              f"known: {', '.join(PG_KEYS)}, ConnectionUri")
+    settings = {k: source[k] for k in PG_KEYS + ("ConnectionUri",) if k in source}
+    if "Port" in settings and (isinstance(settings["Port"], bool)
+                               or not isinstance(settings["Port"], int)):
+        raise ConfigError(f"{key}.Port must be an integer, got {settings['Port']!r}")
+    if "ConnectionUri" not in settings and "Database" not in settings:
+        raise ConfigError(f"{key} needs a Database (or a ConnectionUri)")
+    return settings
+
+
 def load_config(orthanc_config: dict) -> Config:
     """Validate the CBMIR section of a full Orthanc configuration dict."""
     section = orthanc_config.get(SECTION, {})
@@ -114,7 +155,8 @@ def load_config(orthanc_config: dict) -> Config:
     known = {"ModelPath", "IndexDirectory", "Modalities", "LabelTag", "BatchSize", "Threads",
              "Device", "RebuildThreshold", "AnnoyTrees", "AnnoySearchK", "Candidates",
              "MaxUploadBytes", "CatchUpSeconds", "IndexDelaySeconds", "ViewerDirectory",
-             "MaxFramePixels", "MaxInstancePixels"}
+             "MaxFramePixels", "MaxInstancePixels", "Store", "PostgreSQL", "NodeName",
+             "ClaimSeconds", "ReplicaPollSeconds", "ReconcileSeconds"}
     unknown = sorted(set(section) - known)
     if unknown:
         raise ConfigError(f"unknown key(s) {', '.join(_key(k) for k in unknown)}; "
@@ -130,7 +172,21 @@ def load_config(orthanc_config: dict) -> Config:
     if device not in DEVICES:
         raise ConfigError(f"{_key('Device')} must be one of {', '.join(DEVICES)}, got {device!r}")
 
+    store = section.get("Store", default.store)
+    if store not in STORES:
+        raise ConfigError(f"{_key('Store')} must be one of {', '.join(STORES)}, got {store!r}")
+    node_name = section.get("NodeName", default.node_name) or node_name_for(orthanc_config)
+    if not isinstance(node_name, str) or not node_name.strip():
+        raise ConfigError(f"{_key('NodeName')} must be a non-empty string, got {node_name!r}")
+
     return Config(
+        store=store, node_name=node_name.strip(),
+        postgresql=postgresql_settings(section, orthanc_config) if store == "postgresql" else None,
+        claim_seconds=_seconds(section, "ClaimSeconds", default.claim_seconds, 1, 3600),
+        replica_poll_seconds=_seconds(section, "ReplicaPollSeconds",
+                                      default.replica_poll_seconds, 0.01, 60),
+        reconcile_seconds=_seconds(section, "ReconcileSeconds", default.reconcile_seconds,
+                                   1, 86400),
         model_path=_path(section, "ModelPath", default.model_path),
         index_directory=_path(section, "IndexDirectory", default_index_directory(orthanc_config)),
         modalities=tuple(m.strip().upper() for m in modalities),

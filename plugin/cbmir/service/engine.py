@@ -28,8 +28,8 @@ class Engine:
         self.config = config
         self.log = Log.wrap(log)  # .info/.warning/.error (see logs.py)
         self.latency = Latencies()  # embed and query durations (metrics.py)
-        self.store = Store(config.index_directory)
-        self.queue = WorkQueue()
+        self.store = self._open_store()
+        self.queue = self._new_queue()
         self.embedder: Embedder | None = None
         self.model_error: str | None = "model not loaded yet"
         self.started = False  # set once ORTHANC_STARTED work is done (model, threads)
@@ -51,6 +51,13 @@ class Engine:
                 self.store.drop_generations(self.active.generation)
             except Exception as error:  # noqa: BLE001 - harmless leftovers, next start retries
                 log(f"CBMIR: cannot drop old generations: {error!r}")
+
+    def _open_store(self):
+        """The vector store (cbmir.service.cluster overrides it with PostgreSQL)."""
+        return Store(self.config.index_directory)
+
+    def _new_queue(self) -> WorkQueue:
+        return WorkQueue()
 
     def _new_index(self, generation: int) -> VectorIndex:
         c = self.config

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 def reconcile(engine, list_instances) -> dict:
     """Queue the missing, drop the gone; returns the counts (also logged)."""
+    if hasattr(engine, "reconcile_cluster"):  # cluster mode (cbmir.service.cluster)
+        return engine.reconcile_cluster(list_instances)
     existing = list_instances()
     in_orthanc = set(existing)
     known = engine.store.known_instances(engine.active.generation)

@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import json
 
-from cbmir.service import reconcile, routes, thumbnails
+from cbmir.service import cluster, reconcile, routes, thumbnails
 from cbmir.service.availability import Recovery
 from cbmir.service.config import ConfigError, load_config
-from cbmir.service.engine import Engine
-from cbmir.service.follower import ChangeFollower
 from cbmir.service.logs import Log, describe_index
 from cbmir.service.metrics import MetricsPublisher
 from cbmir.service.openapi import register_openapi_route
@@ -68,10 +66,10 @@ def register(orthanc) -> dict:
 
     def build():
         nonlocal engine, ingestor, follower, metrics
-        built = Engine(config, log=log)
+        built = cluster.make_engine(config, log, orthanc, lambda: routes.list_instances(orthanc))
         built.sdk_missing = sdk_missing
         ingestor = Ingestor(orthanc, built)
-        follower = ChangeFollower(orthanc, built, lambda: routes.list_instances(orthanc))
+        follower = cluster.make_follower(orthanc, built, lambda: routes.list_instances(orthanc))
         metrics = MetricsPublisher(orthanc, built, period=config.catch_up_seconds)
         engine = built
         state.update(engine=engine, ingestor=ingestor, follower=follower, metrics=metrics)
@@ -96,6 +94,7 @@ def register(orthanc) -> dict:
         engine.load_model()
         ingestor.start()
         follower.start()
+        cluster.start(engine)  # cluster mode: the claimer and the replica
         resume = int(engine.store.get_state("reindex_generation", "0") or 0)
         if resume and resume != engine.active.generation:
             engine.start_reindex(lambda: routes.list_instances(orthanc), resume_generation=resume)
@@ -121,6 +120,7 @@ def register(orthanc) -> dict:
             return
         engine.queue.stop()
         metrics.stop()
+        cluster.stop(engine)
         follower.join(5)
         ingestor.join(15)
         log.warning("CBMIR: stopped")

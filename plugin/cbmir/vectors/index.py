@@ -92,6 +92,21 @@ class VectorIndex:
                 self._fresh[int(row_id)] = vector
             self._fresh_cache = None
 
+    def add_missing(self, ids, vectors: np.ndarray) -> int:
+        """Add only the rows this index does not hold yet; returns how many. Why: a cluster
+        replica's feed (cbmir.service.replica) repeats rows it loaded or wrote itself."""
+        count = 0
+        with self._lock:
+            built = self._built.id_set if self._built is not None else set()
+            for row_id, vector in zip(ids, np.asarray(vectors, dtype=np.float32)):
+                row_id = int(row_id)
+                if row_id not in self._fresh and row_id not in built:
+                    self._fresh[row_id] = vector
+                    count += 1
+            if count:
+                self._fresh_cache = None
+        return count
+
     def remove(self, ids) -> None:
         with self._lock:
             for row_id in ids:

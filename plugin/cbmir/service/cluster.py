@@ -1,0 +1,184 @@
+"""Cluster mode (`CBMIR.Store: "postgresql"`): several Orthanc nodes, one index.
+
+Why a subclass and a few hooks rather than changes all over the engine: the one-node
+SQLite mode must behave exactly as before, and the engine, worker and follower are
+shared. What differs lives here and in its parts:
+- the store is PostgreSQL (cbmir.vectors.pg_store), shared by every node;
+- the queue is claimed in PostgreSQL (cbmir.service.claims): each instance is embedded
+  once cluster-wide, whichever node heard of it, and a dead node's claims expire;
+- each node's answering index is a replica fed from the shared table
+  (cbmir.service.replica), which also follows the cluster's generation state;
+- the /changes follower reads Orthanc's shared log from a shared checkpoint, a window
+  behind it (changes may commit out of Seq order), and a reconciliation against
+  Orthanc's shared index runs at start and every `CBMIR.ReconcileSeconds` (deletes whose
+  node died before recording them; anything the log missed).
+"""
+from __future__ import annotations
+
+import json
+import time
+
+from cbmir.service import retry
+from cbmir.service.claims import Claims, ClusterQueue
+from cbmir.service.engine import Engine
+from cbmir.service.follower import CHECKPOINT, PAGE, ChangeFollower
+from cbmir.service.replica import Replica
+
+REPLAY_WINDOW = 1000  # /changes re-read behind the checkpoint (Seq commits out of order)
+
+
+def make_engine(config, log=print, orthanc=None, list_instances=None) -> Engine:
+    """The engine the configuration asks for (the store factory)."""
+    if config.store != "postgresql":
+        return Engine(config, log=log)
+    import psycopg
+    import psycopg_pool
+    pg_errors = (psycopg.OperationalError, psycopg_pool.PoolTimeout)
+    if not set(pg_errors) <= set(retry.STORE_ERRORS):  # PostgreSQL away: retry, lose nothing
+        retry.STORE_ERRORS = tuple(retry.STORE_ERRORS) + pg_errors
+    return ClusterEngine(config, log=log, orthanc=orthanc, list_instances=list_instances)
+
+
+def make_follower(orthanc, engine, list_instances) -> ChangeFollower:
+    cls = ClusterFollower if isinstance(engine, ClusterEngine) else ChangeFollower
+    return cls(orthanc, engine, list_instances)
+
+
+def start(engine) -> None:
+    """After ORTHANC_STARTED: the claimer and the replica (nothing in SQLite mode)."""
+    if isinstance(engine, ClusterEngine):
+        engine.queue.start()
+        engine.replica.start()
+
+
+def stop(engine) -> None:
+    if isinstance(engine, ClusterEngine):
+        engine.queue.stop()
+        engine.queue.join(5)
+        engine.replica.stop(5)
+
+
+class ClusterEngine(Engine):
+    def __init__(self, config, log=print, orthanc=None, list_instances=None):
+        self.orthanc = orthanc
+        self.list_instances = list_instances
+        super().__init__(config, log=log)
+        self.replica = Replica(self, self.store, config.replica_poll_seconds, list_instances)
+        self.replica.applied = self._seq_at_open  # read before the index was loaded
+        self.reconciliations: dict = {}
+
+    def _open_store(self):
+        from cbmir.vectors.pg_store import PgStore
+        store = PgStore(self.config.postgresql, node=self.config.node_name)
+        self._seq_at_open = store.last_seq()
+        return store
+
+    def _new_queue(self):
+        c = self.config
+        self.claims = Claims(self.store, c.node_name, c.claim_seconds)
+        return ClusterQueue(self.claims, lambda: self.write_index().generation,
+                            batch_size=c.batch_size, poll_seconds=c.replica_poll_seconds,
+                            log=self.log.warning)
+
+    def start_reindex(self, list_instances, resume_generation: int | None = None) -> bool:
+        """Once for the cluster: the re-index target is claimed in PostgreSQL; the other
+        nodes' replicas see it and join (their workers claim its queue rows)."""
+        if resume_generation is None:
+            if self.target is not None:
+                return False
+            active = self.active.generation
+            if not self.store.begin_reindex(active, active + 1):
+                return False
+            resume_generation = active + 1
+        return super().start_reindex(list_instances, resume_generation=resume_generation)
+
+    def reconcile_cluster(self, list_instances) -> dict:
+        """Queue what the shared index has and the store lacks; remove what Orthanc no
+        longer has (checked one by one: it may have been stored after the listing)."""
+        existing = list_instances()
+        in_orthanc = set(existing)
+        known = self.store.known_instances(self.active.generation)
+        missing = [i for i in existing if i not in known]
+        queued = self.queue.put_many(missing) if missing else 0
+        gone = []
+        for instance in self.store.all_instances() - in_orthanc:
+            try:
+                self.orthanc.RestApiGet(f"/instances/{instance}")
+            except self.orthanc.OrthancException:
+                gone.append(instance)
+        for instance in gone:
+            self.delete("instance", instance)
+        if queued or gone:
+            self.log(f"CBMIR: reconciliation: {queued} instance(s) missing from the index "
+                     f"queued, {len(gone)} deleted from Orthanc removed")
+        self.reconciliations = {"orthanc_instances": len(in_orthanc), "queued": queued,
+                                "removed": len(gone), "pending": self.cluster_pending()}
+        return dict(self.reconciliations)
+
+    def cluster_pending(self) -> int:
+        return sum(e["queued"] + e["claimed"] for e in self.claims.summary().values())
+
+    def status(self) -> dict:
+        result = super().status()
+        queue = self.claims.summary()
+        with self.store.connection() as conn:
+            generations = conn.execute(
+                "SELECT generation, COUNT(DISTINCT instance), COUNT(*) FROM cbmir_index.vectors "
+                "GROUP BY generation ORDER BY generation").fetchall()
+            nodes = conn.execute(
+                "SELECT name, EXTRACT(EPOCH FROM now() - seen), replica FROM cbmir_index.nodes "
+                "ORDER BY name").fetchall()
+        last_seq = self.store.last_seq()
+        replica = dict(self.replica.describe(), seq_last=last_seq,
+                       seq_lag=max(0, last_seq - self.replica.applied))
+        result["pending"] = sum(e["queued"] + e["claimed"] for e in queue.values()) \
+            + self.queue.pending()
+        result["cluster"] = {
+            "store": "postgresql", "node": self.config.node_name,
+            "active_generation": self.store.active_generation,
+            "generations": {str(g): {"indexed": n, "frames": f, **queue.get(str(g), {})}
+                            for g, n, f in generations},
+            "queue": queue, "claimed_here": self.queue.claimed,
+            "nodes": [{"name": name, "seen_seconds_ago": round(float(age), 1),
+                       "replica": replica_state if isinstance(replica_state, dict)
+                       else json.loads(replica_state or "null")}
+                      for name, age, replica_state in nodes]}
+        result["replica"] = replica
+        return result
+
+
+class ClusterFollower(ChangeFollower):
+    """Orthanc's shared /changes, from the cluster's checkpoint; every node reads it (the
+    enqueue is idempotent), so a node that restarts finds the others' progress."""
+
+    def _run(self) -> None:
+        queue, engine = self.engine.queue, self.engine
+        last_reconcile = None
+        while not queue.stopped:
+            try:
+                now = time.monotonic()
+                if last_reconcile is None or now - last_reconcile > engine.config.reconcile_seconds:
+                    last_reconcile = now
+                    engine.reconcile_cluster(self.list_instances)
+                self.poll()
+                self.caught_up.set()
+            except Exception as error:  # Orthanc or PostgreSQL busy: try again later
+                engine.log.warning(f"CBMIR: change follower error: {error!r}")
+            self.wake.wait(engine.config.catch_up_seconds)
+            self.wake.clear()
+
+    def poll(self) -> None:
+        store, queue = self.engine.store, self.engine.queue
+        since = max(0, int(store.get_state(CHECKPOINT, "0")) - REPLAY_WINDOW)
+        while not queue.stopped:
+            answer = json.loads(self.orthanc.RestApiGet(f"/changes?since={since}&limit={PAGE}"))
+            new = [c["ID"] for c in answer.get("Changes", []) if c["ChangeType"] == "NewInstance"]
+            if new:
+                queue.put_many(new)
+            last = int(answer.get("Last", since))
+            if last > since:
+                since = last
+                store.advance_state(CHECKPOINT, last)
+            if answer.get("Done", True) or not answer.get("Changes"):
+                return
+
