@@ -53,6 +53,23 @@ class Cluster:
         node = next(n for n in self.nodes if n.process and n.process.poll() is None)
         return set(node.get("/instances").json())
 
+    def wait_indexed(self, instances, generation: int = 1, timeout: float = 240) -> None:
+        """Until PostgreSQL holds vectors of `generation` for every instance. Asked of the
+        database, not of a node: a node asked /cbmir/similar about an instance it has not
+        indexed queues it (a 409 answer), which would hide a catch-up that never happens."""
+        wanted = set(instances)
+
+        def done():
+            rows = self.sql(f"SELECT DISTINCT instance FROM {self.vector_table()} "
+                            f"WHERE generation = {int(generation)}")
+            return wanted <= {row[0] for row in rows}
+        try:
+            wait_for(done, timeout=timeout, step=0.3)
+        except TimeoutError:
+            rows = {r[0] for r in self.sql(f"SELECT DISTINCT instance FROM {self.vector_table()}")}
+            raise AssertionError(f"{len(wanted - rows)} of {len(wanted)} instances have no vector "
+                                 f"after {timeout} s\n{self.nodes[0].status()}") from None
+
     def wait_searchable(self, instances, nodes=None, timeout: float = 240) -> None:
         """Until every node in `nodes` answers /cbmir/similar for every instance."""
         todo = {(n, i) for n in range(len(self.nodes)) for i in instances
