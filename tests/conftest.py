@@ -66,14 +66,20 @@ def tiny_model(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def postgres(tmp_path_factory):
+def postgres():
+    """Its folder is NOT under pytest's basetemp: as root the server runs as `postgres`, which
+    must traverse the path, and every pytest session (other runs too) resets
+    /tmp/pytest-of-<user> to 0700, which would cut a running server off its files."""
+    import tempfile
     from support.postgres import PostgresServer, missing_reason
     reason = missing_reason()
     if reason:
         pytest.skip(reason)
-    server = PostgresServer(tmp_path_factory.mktemp("postgres")).start()
+    root = Path(tempfile.mkdtemp(prefix="cbmir-test-pg-"))
+    server = PostgresServer(root).start()
     yield server
     server.stop()
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from pydicom.uid import generate_uid
 from orthanc_server import wait_for
 from support.dicom_factory import mr_image
 
-from support.cluster import ALL
+from support.cluster import ALL, ALL_HEADERS
 
 pytestmark = pytest.mark.orthanc
 
@@ -29,8 +29,7 @@ def images(count: int, patient: str, seed: int, size: int = 32) -> list[bytes]:
 
 
 def query(node, data: bytes) -> list[dict]:
-    response = node.post("/cbmir/query", data=data, params=ALL,
-                         headers={"Content-Type": "application/dicom"})
+    response = node.post("/cbmir/query", data=data, headers=ALL_HEADERS)
     assert response.status_code == 200, response.text[:500]
     return response.json()["results"]
 
@@ -92,6 +91,7 @@ def test_a_node_killed_during_an_ingest_loses_nothing(make_cluster):
         thread.join(180)
     everything = cluster.stored()
     assert set(stored) <= everything and len(everything) == 300
+    cluster.wait_indexed(everything, timeout=300)
     cluster.wait_searchable(everything, nodes=[0, 1], timeout=300)
     assert_each_once(cluster, everything, generation=1)
     lines = cluster.indexed_lines()
@@ -155,6 +155,7 @@ def test_a_restarted_node_catches_up(make_cluster):
     during = [a.upload(d)["ID"] for d in data]
     cluster.wait_searchable(during, nodes=[0])
     b.start(timeout=90)
+    cluster.wait_indexed(before + during)
     cluster.wait_searchable(before + during, nodes=[1])
     assert query(b, data[4])[0]["instance"] == during[4]
     assert_each_once(cluster, before + during, generation=1)
@@ -172,6 +173,26 @@ def test_a_node_killed_before_indexing_its_stores_is_caught_up_by_the_others(mak
     b.start(timeout=90)
     ids = [b.upload(d)["ID"] for d in images(8, "ORPHANS", 8)]
     b.kill()
+    cluster.wait_indexed(ids, timeout=120)
     cluster.wait_searchable(ids, nodes=[0], timeout=120)
     assert_each_once(cluster, ids, generation=1)
     assert a.status()["indexed"] == len(ids)
+
+
+def test_images_stored_through_a_node_without_the_plugin_are_caught_up(make_cluster, tmp_path):
+    """An Orthanc on the same database without CBMIR (e.g. a gateway node): nobody's OnChange
+    hears of its stores, so the CBMIR nodes must find them in the shared /changes."""
+    from orthanc_server import OrthancServer, cluster_overrides
+    cluster = make_cluster(2)
+    overrides, _ = cluster_overrides(cluster.database, tmp_path / "storage")
+    overrides["Plugins"] = [p for p in overrides["Plugins"] if "Python" not in p]
+    gateway = OrthancServer(tmp_path / "gateway", overrides=overrides)
+    cluster.nodes.append(gateway)  # stopped with the others; it logs no "indexed" line
+    gateway.start(timeout=60, wait_plugin=False)
+    data = images(8, "GATEWAY", 9)
+    ids = [gateway.upload(d)["ID"] for d in data]
+    cluster.wait_indexed(ids, timeout=120)
+    cluster.wait_searchable(ids, nodes=[0, 1], timeout=120)
+    assert_each_once(cluster, ids, generation=1)
+    assert all(n == 1 for n in cluster.indexed_lines().values())
+    assert query(cluster.nodes[1], data[3])[0]["instance"] == ids[3]

@@ -4,9 +4,11 @@ a temporary CBMIR_HOME; an image stored on node 0 is found on node 1; SIGTERM st
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +17,7 @@ import requests
 from pydicom.uid import generate_uid
 
 from orthanc_server import REPO, free_port, needs_orthanc, wait_for
-from support.cluster import ALL
+from support.cluster import ALL_HEADERS
 from support.dicom_factory import mr_image
 from support.postgres import missing_reason
 
@@ -55,7 +57,9 @@ def test_make_cluster_starts_two_nodes_and_sigterm_stops_everything(tmp_path, ti
     needs_orthanc()
     if missing_reason():
         pytest.skip(missing_reason())
-    home = tmp_path / "cluster-home"
+    # Not under tmp_path: PostgreSQL runs as `postgres` and concurrent pytest sessions reset
+    # pytest's basetemp to 0700 (see the `postgres` fixture).
+    home = Path(tempfile.mkdtemp(prefix="cbmir-make-cluster-"))
     http, dicom, pg = port_pair(), port_pair(), free_port()
     env = dict(os.environ, CBMIR_HOME=str(home), CBMIR_NODES="2", CBMIR_PG_PORT=str(pg),
                CBMIR_HTTP_PORT=str(http), CBMIR_DICOM_PORT=str(dicom), CBMIR_USER="cbmir",
@@ -79,8 +83,7 @@ def test_make_cluster_starts_two_nodes_and_sigterm_stops_everything(tmp_path, ti
 
         def found_on_node_1():
             answer = requests.post(f"http://127.0.0.1:{http + 1}/cbmir/query", data=data, auth=auth,
-                                   params=ALL, headers={"Content-Type": "application/dicom"},
-                                   timeout=30)
+                                   headers=ALL_HEADERS, timeout=30)
             return answer.ok and answer.json()["results"] and \
                 answer.json()["results"][0]["instance"] == stored
         wait_for(found_on_node_1, timeout=120, step=0.5)
@@ -97,3 +100,4 @@ def test_make_cluster_starts_two_nodes_and_sigterm_stops_everything(tmp_path, ti
     assert "cluster stopped" in output()
     left = processes_under(home)
     assert not left, f"left running after SIGTERM: {left}"
+    shutil.rmtree(home, ignore_errors=True)

@@ -14,6 +14,9 @@ from orthanc_server import OrthancServer, wait_for
 
 INDEXED = re.compile(r"CBMIR: indexed ([0-9a-f]{8}(?:-[0-9a-f]{8}){4})")
 ALL = {"exclude_same_patient": "false", "group_by": "instance", "k": 10}
+# POST /cbmir/query with a raw DICOM body takes its parameters from X-CBMIR-* headers.
+ALL_HEADERS = {"Content-Type": "application/dicom", "X-CBMIR-Exclude-Same-Patient": "false",
+               "X-CBMIR-Group-By": "instance", "X-CBMIR-K": "10"}
 
 
 class Cluster:
@@ -49,6 +52,23 @@ class Cluster:
         """Every instance Orthanc has (the shared index), asked from a live node."""
         node = next(n for n in self.nodes if n.process and n.process.poll() is None)
         return set(node.get("/instances").json())
+
+    def wait_indexed(self, instances, generation: int = 1, timeout: float = 240) -> None:
+        """Until PostgreSQL holds vectors of `generation` for every instance. Asked of the
+        database, not of a node: a node asked /cbmir/similar about an instance it has not
+        indexed queues it (a 409 answer), which would hide a catch-up that never happens."""
+        wanted = set(instances)
+
+        def done():
+            rows = self.sql(f"SELECT DISTINCT instance FROM {self.vector_table()} "
+                            f"WHERE generation = {int(generation)}")
+            return wanted <= {row[0] for row in rows}
+        try:
+            wait_for(done, timeout=timeout, step=0.3)
+        except TimeoutError:
+            rows = {r[0] for r in self.sql(f"SELECT DISTINCT instance FROM {self.vector_table()}")}
+            raise AssertionError(f"{len(wanted - rows)} of {len(wanted)} instances have no vector "
+                                 f"after {timeout} s\n{self.nodes[0].status()}") from None
 
     def wait_searchable(self, instances, nodes=None, timeout: float = 240) -> None:
         """Until every node in `nodes` answers /cbmir/similar for every instance."""

@@ -17,7 +17,9 @@ Why not the system cluster: it would listen on 5432 and be shared by every test 
 one listens on a free port of 127.0.0.1 (and a unix socket inside `root`), with a password
 user of our own. PostgreSQL refuses to run as root, so when we are root the server runs as
 the unprivileged `postgres` system user (the owner of `root`, which must be reachable by it:
-the missing search bit (`o+x`, no listing) is added on the folders above when needed).
+the missing search bit (`o+x`, no listing) is added on the folders above when needed; keep
+`root` out of folders that something resets to 0700 while the server runs, e.g. pytest's
+/tmp/pytest-of-<user>, which every pytest session re-chmods).
 Only the standard library is used (psql for admin statements), so the helper works before
 any Python driver is installed.
 """
