@@ -147,7 +147,7 @@ def test_each_instance_is_embedded_exactly_once_by_concurrent_claimers(pg_store)
                         return
                     time.sleep(0.01)
                     continue
-                for instance, generation, _, _ in rows:
+                for instance, generation, *_ in rows:
                     with lock:
                         processed[instance] += 1
                     store.add([record(instance), record(instance, 1)], generation)
@@ -265,6 +265,7 @@ def test_a_node_that_is_storing_leaves_its_fresh_arrivals_to_the_others(pg_store
     time.sleep(0.6)  # nobody else took it: A's own turn, as its pacer would have given it
     storing.last_arrival = storing.clock()
     assert storing.claim_once() == 1
+    assert storing.oldest_age(arrivals_only=True) >= 0.5  # its pacer does not hold it again
 
 
 def test_notifications_wake_the_other_nodes(pg_database, pg_store):

@@ -51,7 +51,7 @@ class Claims:
             return cursor.rowcount
 
     def claim(self, limit: int, min_age: float = 0.0) -> list[tuple]:
-        """Up to `limit` (instance, generation, force, arrival) rows nobody holds (or whose
+        """Up to `limit` (instance, generation, force, arrival, age) rows nobody holds (or whose
         lease expired) queued at least `min_age` seconds ago, just-stored images first; now
         held by this node."""
         with self.store.connection() as conn:
@@ -63,7 +63,8 @@ class Claims:
                 "UPDATE cbmir_index.queue q SET claimed_by=%s, attempts=q.attempts+1, claimed_at=now(), "
                 " claimed_until=now() + make_interval(secs => %s) FROM picked "
                 "WHERE q.instance=picked.instance AND q.generation=picked.generation "
-                "RETURNING q.instance, q.generation, q.force, q.arrival",
+                "RETURNING q.instance, q.generation, q.force, q.arrival, "
+                " EXTRACT(EPOCH FROM now() - q.enqueued)::float8",
                 (min_age, limit, self.node, self.lease)).fetchall()
 
     def renew(self, instances) -> int:
@@ -212,12 +213,15 @@ class ClusterQueue(WorkQueue):
         with self._cond:
             return list(self._queued) + list(self._in_flight)
 
-    def _take(self, instance: str, force: bool, arrival: bool) -> None:
-        """Into the local queue; only a local store (OnChange) moves the pacer's clock."""
+    def _take(self, instance: str, force: bool, arrival: bool, age: float = 0.0) -> None:
+        """Into the local queue; only a local store (OnChange) moves the pacer's clock, and
+        the time the work already waited in PostgreSQL counts for the pacer's hold."""
         with self._cond:
             last = self.last_arrival
             WorkQueue.put(self, instance, force=force, arrival=arrival)
             self.last_arrival = last
+            if instance in self._since:
+                self._since[instance] = self.clock() - max(0.0, float(age or 0.0))
 
     def claim_once(self) -> int:
         """Claim what fits in two batches. While this node is storing images, it takes only
@@ -228,8 +232,8 @@ class ClusterQueue(WorkQueue):
             return 0
         storing = self.clock() - self.last_arrival < BUSY_WINDOW
         rows = self.claims.claim(room, min_age=self.hold if storing else 0.0)
-        for instance, _generation, force, arrival in rows:
-            self._take(instance, force, arrival)
+        for instance, _generation, force, arrival, age in rows:
+            self._take(instance, force, arrival, age)
         self.claimed += len(rows)
         return len(rows)
 
