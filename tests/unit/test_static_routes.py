@@ -3,10 +3,9 @@ from pathlib import Path
 
 import pytest
 
-from cbmir.service import viewer_routes
-from cbmir.service.config import load_config
+from cbmir.service.config import DEFAULT_VIEWER, REPO_ROOT, load_config
 from cbmir.service.gateway import Gateway
-from cbmir.service.viewer_routes import register_static_routes, resolve_request, viewer_directory
+from cbmir.service.viewer_routes import register_static_routes, resolve_request
 from support.fake_orthanc import FakeOrthanc, FakeOutput
 
 
@@ -61,11 +60,8 @@ def test_unbuilt_viewer_is_a_404_with_the_build_command(tmp_path):
 
 
 def test_viewer_directory_from_config_or_default(tmp_path):
-    assert viewer_directory(load_config({})) == viewer_routes.DEFAULT_VIEWER_DIRECTORY
-    assert viewer_directory(load_config({"CBMIR": {"ViewerDirectory": str(tmp_path)}})) == tmp_path
-    assert viewer_directory({"ViewerDirectory": str(tmp_path)}) == tmp_path
-    assert viewer_directory({"CBMIR": {"ViewerDirectory": str(tmp_path)}}) == tmp_path
-    assert viewer_directory({}) == viewer_routes.DEFAULT_VIEWER_DIRECTORY
+    assert load_config({}).viewer_directory == DEFAULT_VIEWER == REPO_ROOT / "viewer-extension" / "dist"
+    assert load_config({"CBMIR": {"ViewerDirectory": str(tmp_path)}}).viewer_directory == tmp_path
 
 
 def _call(orthanc, regex, uri, method="GET", groups=()):
@@ -74,13 +70,13 @@ def _call(orthanc, regex, uri, method="GET", groups=()):
     return output
 
 
-def register(orthanc, config):
-    return register_static_routes(Gateway(orthanc), config)
+def register(orthanc, viewer: Path):
+    return register_static_routes(Gateway(orthanc), load_config({"CBMIR": {"ViewerDirectory": str(viewer)}}))
 
 
 def test_registered_routes_serve_get_only(viewer):
     orthanc = FakeOrthanc()
-    register(orthanc, {"ViewerDirectory": str(viewer)})
+    register(orthanc, viewer)
     assert set(orthanc.routes) == {"/ohif", "/ohif/(.*)"}
 
     output = _call(orthanc, "/ohif", "/ohif")  # Orthanc strips the trailing slash of /ohif/
@@ -100,7 +96,7 @@ def test_registered_routes_serve_get_only(viewer):
 
 def test_explorer_gets_an_open_in_ohif_button(viewer):
     orthanc = FakeOrthanc()
-    register(orthanc, {"ViewerDirectory": str(viewer)})
+    register(orthanc, viewer)
     (script,) = orthanc.explorer
     assert "/ohif/viewer?StudyInstanceUIDs=" in script
     assert "#study" in script and "StudyInstanceUID" in script
@@ -108,14 +104,14 @@ def test_explorer_gets_an_open_in_ohif_button(viewer):
 
 def test_unbuilt_viewer_registers_nothing_and_says_so(tmp_path):
     orthanc = FakeOrthanc()
-    assert register(orthanc, {"ViewerDirectory": str(tmp_path / "none")}) is None
+    assert register(orthanc, tmp_path / "none") is None
     assert orthanc.routes == {} and orthanc.explorer == []
     assert any("make -C viewer-extension build" in line for _, line in orthanc.lines)
 
 
 def test_viewer_removed_after_start_is_a_404(viewer):
     orthanc = FakeOrthanc()
-    register(orthanc, {"ViewerDirectory": str(viewer)})
+    register(orthanc, viewer)
     (viewer / "index.html").unlink()
     output = _call(orthanc, "/ohif/(.*)", "/ohif/viewer", groups=("viewer",))
     assert output.status == 404

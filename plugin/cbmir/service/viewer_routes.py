@@ -13,8 +13,6 @@ from pathlib import Path, PurePosixPath
 
 from cbmir.service.gateway import send_buffer, send_json, send_method_not_allowed
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
-DEFAULT_VIEWER_DIRECTORY = REPO_ROOT / "viewer-extension" / "dist"
 PREFIX = "/ohif"
 
 # Only these count as files; any other last segment is an SPA route (e.g. /ohif/viewer, or a
@@ -52,17 +50,6 @@ class Resolved:
     path: Path | None = None
     mime: str | None = None
     message: str = ""
-
-
-def viewer_directory(config) -> Path:
-    """`CBMIR.ViewerDirectory` (a Config attribute or a raw dict key), else viewer-extension/dist."""
-    value = None
-    if isinstance(config, dict):
-        section = config.get("CBMIR", config)
-        value = section.get("ViewerDirectory") if isinstance(section, dict) else None
-    else:
-        value = getattr(config, "viewer_directory", None)
-    return Path(value).expanduser() if value else DEFAULT_VIEWER_DIRECTORY
 
 
 def resolve_request(root: Path, relative: str) -> Resolved:
@@ -130,7 +117,7 @@ def register_static_routes(gateway, config) -> Path | None:
     Nothing is registered when the viewer is not built: /ohif/ then stays free for a site's own
     viewer (e.g. the Orthanc OHIF plugin, which uses the same /ohif/viewer?StudyInstanceUIDs= URLs).
     """
-    root = viewer_directory(config)
+    root = config.viewer_directory  # CBMIR.ViewerDirectory (cbmir.service.config)
     if not (root / "index.html").is_file():
         gateway.log.warning(f"CBMIR: no viewer in {root}: not serving /ohif/ "
                            "(run `make -C viewer-extension build` to serve it)")
