@@ -3,7 +3,9 @@
 Why validate up front: a typo found at start-up with the full key path in the
 message is cheap; the same typo found by the ingest worker hours later is not.
 `load_config` is pure (a dict in, a `Config` out) so it is unit-tested without
-Orthanc.
+Orthanc. Every default lives in the `Config` dataclass and nowhere else: orthanc.json and
+docker/cbmir.json set only what differs, callers (VectorIndex, Pacer) get the values from here,
+and tests/unit/test_config_docs.py checks the README and docs/plugin.md tables against it.
 """
 from __future__ import annotations
 
@@ -12,8 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SECTION = "CBMIR"
+# The install root (a checkout, or /opt/cbmir in the Docker image): the one place runtime code
+# finds its own files from (plugin/cbmir/service/config.py -> three levels up).
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_MODEL = REPO_ROOT / "models" / "default.onnx"
+DEFAULT_VIEWER = REPO_ROOT / "viewer-extension" / "dist"
 DEVICES = ("auto", "cpu", "cuda")
 _TAG = re.compile(r"^\(?([0-9A-Fa-f]{4}),?([0-9A-Fa-f]{4})\)?$")
 
@@ -43,7 +48,7 @@ class Config:
     # (about 256 MiB of 16-bit pixels, which a deflated file inflates to in memory).
     max_frame_pixels: int = 4096 * 4096
     max_instance_pixels: int = 128 * 1024 * 1024
-    viewer_directory: Path | None = None
+    viewer_directory: Path = DEFAULT_VIEWER  # served under /ohif/ when it holds index.html
 
     def accepts_modality(self, modality: str) -> bool:
         return "*" in self.modalities or (modality or "").upper() in self.modalities
@@ -51,6 +56,16 @@ class Config:
     @property
     def label_tag_text(self) -> str:
         return f"{self.label_tag[0]:04X},{self.label_tag[1]:04X}"
+
+
+# CBMIR key -> Config field: every key orthanc.json may set, and the tables document.
+KEYS = {"ModelPath": "model_path", "IndexDirectory": "index_directory",
+        "Modalities": "modalities", "LabelTag": "label_tag", "BatchSize": "batch_size",
+        "Threads": "threads", "Device": "device", "RebuildThreshold": "rebuild_threshold",
+        "AnnoyTrees": "annoy_trees", "AnnoySearchK": "annoy_search_k", "Candidates": "candidates",
+        "MaxUploadBytes": "max_upload_bytes", "CatchUpSeconds": "catch_up_seconds",
+        "IndexDelaySeconds": "index_delay_seconds", "MaxFramePixels": "max_frame_pixels",
+        "MaxInstancePixels": "max_instance_pixels", "ViewerDirectory": "viewer_directory"}
 
 
 def _key(name: str) -> str:
@@ -111,10 +126,7 @@ def load_config(orthanc_config: dict) -> Config:
         section = {}
     if not isinstance(section, dict):
         raise ConfigError(f"{SECTION} must be a JSON object, got {type(section).__name__}")
-    known = {"ModelPath", "IndexDirectory", "Modalities", "LabelTag", "BatchSize", "Threads",
-             "Device", "RebuildThreshold", "AnnoyTrees", "AnnoySearchK", "Candidates",
-             "MaxUploadBytes", "CatchUpSeconds", "IndexDelaySeconds", "ViewerDirectory",
-             "MaxFramePixels", "MaxInstancePixels"}
+    known = set(KEYS)
     unknown = sorted(set(section) - known)
     if unknown:
         raise ConfigError(f"unknown key(s) {', '.join(_key(k) for k in unknown)}; "

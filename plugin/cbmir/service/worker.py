@@ -12,8 +12,6 @@ onnxruntime releases the GIL while it computes. Every outcome is recorded
 from __future__ import annotations
 
 import hashlib
-import io
-import json
 import os
 import threading
 import time
@@ -24,6 +22,7 @@ import numpy as np
 from cbmir.core import decode, limits
 from cbmir.core.preprocess import preprocess
 from cbmir.service import retry
+from cbmir.service.gateway import NotFound
 from cbmir.service.workqueue import Pacer
 from cbmir.vectors.store import Record
 
@@ -61,10 +60,10 @@ def dataset_text(dataset, keyword: str) -> str:
 
 
 class Ingestor:
-    """Runs the worker loop over the engine's queue."""
+    """Runs the worker loop over the engine's queue; Orthanc is reached through `gateway`."""
 
-    def __init__(self, orthanc, engine):
-        self.orthanc = orthanc
+    def __init__(self, gateway, engine):
+        self.gateway = gateway
         self.engine = engine
         self.config = engine.config
         self.thread: threading.Thread | None = None
@@ -84,6 +83,13 @@ class Ingestor:
     def join(self, timeout: float = 10) -> None:
         if self.thread is not None:
             self.thread.join(timeout)
+
+    def describe(self) -> dict | None:
+        """Instances indexed by this process and their rate (status "ingest"); None before any."""
+        if self.seconds <= 0:
+            return None
+        return {"processed": self.processed,
+                "images_per_second": round(self.processed / self.seconds, 1)}
 
     def _run(self) -> None:
         engine = self.engine
@@ -259,19 +265,15 @@ class Ingestor:
         hold the old content, so they go and the instance is queued again."""
         for instance in instances:
             self.engine.delete("instance", instance)
-            try:
-                self.orthanc.RestApiGet(f"/instances/{instance}")
-            except self.orthanc.OrthancException:
-                continue
-            self.engine.queue.put(instance, force=True)
+            if self.gateway.instance_exists(instance):
+                self.engine.queue.put(instance, force=True)
 
     def load(self, instance: str) -> tuple[dict, Iterator[np.ndarray]]:
         """Metadata and display-ready frames (decoded lazily, one at a time) of a stored
         instance; raises Skip or errors (decoding errors while iterating the frames)."""
-        orthanc = self.orthanc
         try:
-            dicom = orthanc.GetDicomForInstance(instance)
-        except orthanc.OrthancException as error:
+            dicom = self.gateway.instance_dicom(instance)
+        except NotFound as error:
             raise _Gone(instance) from error  # deleted since it was queued
         # The header alone first (bounded, also for deflated files): a size over the limits
         # is refused before any pixel is decoded (cbmir.core.limits).
@@ -282,9 +284,9 @@ class Ingestor:
         parents = orthanc_ids(dataset)
         if parents.get("instance") != instance:  # unusual tags: ask Orthanc (2 more calls)
             try:
-                series = json.loads(orthanc.RestApiGet(f"/instances/{instance}"))["ParentSeries"]
-                study = json.loads(orthanc.RestApiGet(f"/instances/{instance}/study"))
-            except orthanc.OrthancException as error:
+                series = self.gateway.instance(instance)["ParentSeries"]
+                study = self.gateway.instance_study(instance)
+            except NotFound as error:
                 raise _Gone(instance) from error
             parents = {"series": series, "study": study.get("ID", ""),
                        "patient": study.get("ParentPatient", "")}
@@ -347,10 +349,3 @@ def _file_stamp(path) -> tuple | None:
 
 class _Gone(Exception):
     """The instance was deleted from Orthanc before the worker reached it."""
-
-
-def read_first_frame(data: bytes) -> np.ndarray:
-    """Uploaded query body (DICOM or picture) -> one display-ready frame."""
-    if decode.looks_like_dicom(data):
-        return decode.decode_dicom_bytes(data)[0]
-    return decode.read_picture_bytes(io.BytesIO(data).getvalue())
