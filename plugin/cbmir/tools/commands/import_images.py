@@ -17,6 +17,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
+from cbmir.core import dicom_tags
 from cbmir.tools import dicomize, sources
 
 STORED, PRESENT, FAILED = "stored", "already present", "failed"
@@ -158,7 +159,7 @@ def parse_splits(text: str | None) -> set[str] | None:
 def run_import(items: list[sources.SourceItem], args: argparse.Namespace) -> int:
     """Shared by `cbmir import` and `cbmir demo`: check Orthanc, import, print the summary."""
     try:
-        dicomize.parse_tag(args.label_tag)
+        dicom_tags.parse_tag(args.label_tag)
     except ValueError as error:
         print(f"cbmir import: {error}", file=sys.stderr)
         return 2
