@@ -12,6 +12,8 @@ import json
 import shutil
 from pathlib import Path
 
+from cbmir.core.manifest import parse_splits
+
 from .. import datasets
 from ..benchmark_report import write_report
 from ..benchmark_steps import default_model_section, fold_result, quantization_section, ship_default_model
@@ -138,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
 def _run_locked(args: argparse.Namespace) -> int:
     records = datasets.read_manifest(args.manifest)
     splits = sorted({r.split for r in records if r.split})
-    chosen = datasets.parse_splits(args.folds) or splits
+    chosen = parse_splits(args.folds) or splits
     runs, out = Path(args.runs), Path(args.out)
     info = protocol(args, splits, records)
     folds = []
@@ -170,7 +172,7 @@ def _run_locked(args: argparse.Namespace) -> int:
             fit(base_config(args, full_dir, splits), resume=True)
         card = ship_default_model(full_dir, folds, args, Path(args.models_dir))
         sections.append(default_model_section(card, args.models_dir))
-    compared = [loss for loss in datasets.parse_splits(args.compare_losses) if loss != args.loss]
+    compared = [loss for loss in parse_splits(args.compare_losses) if loss != args.loss]
     if compared and folds:
         sections.append(compare_losses(args, records, splits, folds[0], compared))
     if args.notes and Path(args.notes).is_file():

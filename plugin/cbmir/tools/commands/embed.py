@@ -12,12 +12,13 @@ way in; `cbmir verify` checks a running index); a JPG/PNG gives the vector
 from __future__ import annotations
 
 import argparse
-import csv
+import sys
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from cbmir.core import manifest
 from cbmir.core.decode import read_image_file
 from cbmir.core.embed import Embedder
 
@@ -36,15 +37,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true")
 
 
-def manifest_paths(manifest: str | Path) -> list[Path]:
-    manifest = Path(manifest)
-    with manifest.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        if "path" not in (reader.fieldnames or []):
-            raise SystemExit(f"{manifest}: no `path` column")
-        return [manifest.parent / row["path"] for row in reader]
-
-
 def embed_files(embedder: Embedder, paths: list[Path], batch_size: int = 32,
                 progress: bool = True) -> np.ndarray:
     chunks = []
@@ -58,8 +50,12 @@ def embed_files(embedder: Embedder, paths: list[Path], batch_size: int = 32,
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        paths = [row.path for row in manifest.read_manifest(args.manifest)]
+    except manifest.ManifestError as error:
+        print(f"cbmir embed: {error}", file=sys.stderr)
+        return 2
     embedder = Embedder(args.model, threads=args.threads, device=args.device)
-    paths = manifest_paths(args.manifest)
     vectors = embed_files(embedder, paths, args.batch_size, progress=not args.quiet)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
