@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from cbmir.core import manifest
 from cbmir.core.decode import read_image_file
-from cbmir.core.embed import Embedder
+from cbmir.core.embed import Embedder, embed_in_batches
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,14 +39,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def embed_files(embedder: Embedder, paths: list[Path], batch_size: int = 32,
                 progress: bool = True) -> np.ndarray:
-    chunks = []
-    for start in tqdm(range(0, len(paths), batch_size), desc="embed", unit="batch",
-                      disable=not progress):
-        images = [read_image_file(path) for path in paths[start:start + batch_size]]
-        chunks.append(embedder.embed_images(images))
-    if not chunks:
-        return np.zeros((0, embedder.dim), dtype=np.float32)
-    return np.concatenate(chunks).astype(np.float32)
+    """(N, D) vectors of the files, read one batch at a time."""
+    with tqdm(total=-(-len(paths) // batch_size), desc="embed", unit="batch",
+              disable=not progress) as bar:
+        return embed_in_batches(lambda chunk: embedder.embed_images([read_image_file(p)
+                                                                     for p in chunk]),
+                                paths, batch_size, embedder.dim, lambda n, seconds: bar.update())
 
 
 def run(args: argparse.Namespace) -> int:
