@@ -58,6 +58,7 @@ viewer:
 	$(MAKE) -C viewer-extension build
 
 # Retrieval benchmark on the public figshare set (5 folds + the shipped default model); resumable.
+# MANIFEST=path/to/manifest.csv for data elsewhere (default ../shared/data/figshare-cheng/manifest.csv).
 benchmark-figshare: venv-train
 	export/run-benchmark.sh
 
