@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 
-DICOM_SUFFIXES = {".dcm", ".dicom", ""}
 PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 # Photometric interpretations whose decoded frame is already RGB (pydicom turns YBR_FULL(_422)
 # into RGB; JPEG 2000 decoders undo YBR_ICT / YBR_RCT themselves).
