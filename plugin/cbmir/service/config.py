@@ -9,9 +9,10 @@ and tests/unit/test_config_docs.py checks the README and docs/plugin.md tables a
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from cbmir.core import dicom_tags
 
 SECTION = "CBMIR"
 # The install root (a checkout, or /opt/cbmir in the Docker image): the one place runtime code
@@ -20,7 +21,6 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_MODEL = REPO_ROOT / "models" / "default.onnx"
 DEFAULT_VIEWER = REPO_ROOT / "viewer-extension" / "dist"
 DEVICES = ("auto", "cpu", "cuda")
-_TAG = re.compile(r"^\(?([0-9A-Fa-f]{4}),?([0-9A-Fa-f]{4})\)?$")
 
 
 class ConfigError(ValueError):
@@ -98,18 +98,12 @@ def _path(section: dict, name: str, default: Path | None) -> Path | None:
 
 def parse_tag(text, key: str = _key("LabelTag")) -> tuple[int, int]:
     """'0020,4000', '(0020,4000)', '00204000' or a keyword such as 'ImageComments'."""
-    if isinstance(text, str):
-        match = _TAG.match(text.strip())
-        if match:
-            return int(match.group(1), 16), int(match.group(2), 16)
-        try:
-            from pydicom.datadict import tag_for_keyword
-            tag = tag_for_keyword(text.strip())
-        except ImportError:  # pragma: no cover - pydicom is a runtime dependency
-            tag = None
-        if tag is not None:
-            return tag >> 16, tag & 0xFFFF
-    raise ConfigError(f"{key} must be a DICOM tag like \"0020,4000\" or a keyword, got {text!r}")
+    try:
+        tag = dicom_tags.parse_tag(text)
+    except ValueError:
+        raise ConfigError(f"{key} must be a DICOM tag like \"0020,4000\" or a keyword, "
+                          f"got {text!r}") from None
+    return tag.group, tag.element
 
 
 def default_index_directory(orthanc_config: dict) -> Path:

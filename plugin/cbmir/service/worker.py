@@ -20,6 +20,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from cbmir.core import decode, limits
+from cbmir.core.embed import embed_in_batches
 from cbmir.core.preprocess import preprocess
 from cbmir.service import retry
 from cbmir.service.gateway import NotFound
@@ -210,7 +211,7 @@ class Ingestor:
                 del frames
             except _Gone:
                 continue
-            except (Skip, limits.TooLarge) as reason:
+            except (Skip, decode.NotAnImage, limits.TooLarge) as reason:
                 engine.store.reject(instance, "skipped", str(reason), meta)
                 engine.log.info(f"CBMIR: skipped {instance}: {reason}")
                 continue
@@ -231,13 +232,11 @@ class Ingestor:
         for index, model, records, inputs in work.values():
             todo = [n for n, r in enumerate(records)
                     if (id(model), r.instance, r.frame) not in embedded]
-            for start in range(0, len(todo), self.config.batch_size):
-                chunk = todo[start:start + self.config.batch_size]
-                embed_began = time.perf_counter()
-                vectors = model.embed_inputs(np.stack([inputs[n] for n in chunk]))
-                engine.latency.record("embed", time.perf_counter() - embed_began, len(chunk))
-                for n, vector in zip(chunk, vectors):
-                    embedded[(id(model), records[n].instance, records[n].frame)] = vector
+            fresh = embed_in_batches(lambda chunk: model.embed_inputs(np.stack(chunk)),
+                                     [inputs[n] for n in todo], self.config.batch_size, model.dim,
+                                     lambda n, took: engine.latency.record("embed", took, n))
+            for n, vector in zip(todo, fresh):
+                embedded[(id(model), records[n].instance, records[n].frame)] = vector
             vectors = np.stack([embedded[(id(model), r.instance, r.frame)] for r in records])
             for record, vector in zip(records, vectors):
                 record.vector = vector
@@ -306,14 +305,7 @@ class Ingestor:
             raise Skip(f"modality {meta['modality'] or '(none)'} not in CBMIR.Modalities")
         limits.check_size(dataset, self.config.max_frame_pixels, self.config.max_instance_pixels)
         # One frame's pixels in memory at a time, also for deflated files (cbmir.core.decode).
-        return meta, _skip_without_pixels(decode.iter_frames_from_bytes(dicom, dataset))
-
-
-def _skip_without_pixels(frames: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
-    try:
-        yield from frames
-    except decode.NotAnImage as error:
-        raise Skip(str(error)) from error
+        return meta, decode.iter_frames_from_bytes(dicom, dataset)
 
 
 def _orthanc_hash(text: str) -> str:
