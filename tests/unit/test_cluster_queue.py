@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import threading
 import time
+import types
 
 import numpy as np
 import pytest
@@ -193,8 +194,9 @@ def make_engine(pg_database, tmp_path):
         config = Config(index_directory=tmp_path / node, store="postgresql",
                         postgresql=pg_database, node_name=node, rebuild_threshold=1000,
                         replica_poll_seconds=poll)
-        engines.append(ClusterEngine(config, log=lambda message: None,
-                                     list_instances=list_instances))
+        gateway = None if list_instances is None else types.SimpleNamespace(
+            list_instances=list_instances, instance_exists=lambda i: i in list_instances())
+        engines.append(ClusterEngine(config, log=lambda message: None, gateway=gateway))
         return engines[-1]
     yield make
     for engine in engines:

@@ -28,7 +28,7 @@ from cbmir.service.replica import Replica
 REPLAY_WINDOW = 1000  # /changes re-read behind the checkpoint (Seq commits out of order)
 
 
-def make_engine(config, log=print, orthanc=None, list_instances=None) -> Engine:
+def make_engine(config, log=print, gateway=None) -> Engine:
     """The engine the configuration asks for (the store factory)."""
     if config.store != "postgresql":
         return Engine(config, log=log)
@@ -37,12 +37,12 @@ def make_engine(config, log=print, orthanc=None, list_instances=None) -> Engine:
     pg_errors = (psycopg.OperationalError, psycopg_pool.PoolTimeout)
     if not set(pg_errors) <= set(retry.STORE_ERRORS):  # PostgreSQL away: retry, lose nothing
         retry.STORE_ERRORS = tuple(retry.STORE_ERRORS) + pg_errors
-    return ClusterEngine(config, log=log, orthanc=orthanc, list_instances=list_instances)
+    return ClusterEngine(config, log=log, gateway=gateway)
 
 
-def make_follower(orthanc, engine, list_instances) -> ChangeFollower:
+def make_follower(gateway, engine) -> ChangeFollower:
     cls = ClusterFollower if isinstance(engine, ClusterEngine) else ChangeFollower
-    return cls(orthanc, engine, list_instances)
+    return cls(gateway, engine)
 
 
 def start(engine) -> None:
@@ -62,9 +62,10 @@ def stop(engine) -> None:
 
 
 class ClusterEngine(Engine):
-    def __init__(self, config, log=print, orthanc=None, list_instances=None):
-        self.orthanc = orthanc
-        self.list_instances = list_instances
+    def __init__(self, config, log=print, gateway=None):
+        """`gateway`: cbmir.service.gateway.Gateway (Orthanc), None in unit tests."""
+        self.gateway = gateway
+        list_instances = gateway.list_instances if gateway is not None else None
         super().__init__(config, log=log)
         self.replica = Replica(self, self.store, config.replica_poll_seconds, list_instances)
         self.replica.applied = self._seq_at_open  # read before the index was loaded
@@ -111,9 +112,7 @@ class ClusterEngine(Engine):
         queued = self.queue.put_many(missing) if missing else 0
         gone = []
         for instance in self.store.all_instances() - in_orthanc:
-            try:
-                self.orthanc.RestApiGet(f"/instances/{instance}")
-            except self.orthanc.OrthancException:
+            if not self.gateway.instance_exists(instance):
                 gone.append(instance)
         for instance in gone:
             self.delete("instance", instance)
@@ -178,9 +177,8 @@ class ClusterFollower(ChangeFollower):
                 now = time.monotonic()
                 if last_reconcile is None or now - last_reconcile > engine.config.reconcile_seconds:
                     last_reconcile = now
-                    engine.reconcile_cluster(self.list_instances)
+                    engine.reconcile_cluster(self.gateway.list_instances)
                 self.poll()
-                self.caught_up.set()
             except Exception as error:  # Orthanc or PostgreSQL busy: try again later
                 engine.log.warning(f"CBMIR: change follower error: {error!r}")
             self.wake.wait(engine.config.catch_up_seconds)
@@ -190,7 +188,7 @@ class ClusterFollower(ChangeFollower):
         store, queue = self.engine.store, self.engine.queue
         since = max(0, int(store.get_state(CHECKPOINT, "0")) - REPLAY_WINDOW)
         while not queue.stopped:
-            answer = json.loads(self.orthanc.RestApiGet(f"/changes?since={since}&limit={PAGE}"))
+            answer = self.gateway.changes(since, PAGE)
             new = [c["ID"] for c in answer.get("Changes", []) if c["ChangeType"] == "NewInstance"]
             if new:
                 queue.put_many(new)

@@ -25,7 +25,8 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
-from cbmir.vectors.store import LEVEL_COLUMNS, META_FIELDS, Record, RowCache  # noqa: F401
+from cbmir.vectors.row_cache import RowCache
+from cbmir.vectors.store import LEVEL_COLUMNS, META_FIELDS, Record  # noqa: F401
 
 SCHEMA_VERSION = 2
 MIGRATION_LOCK = 0x43424D52  # 'CBMR': serialises schema creation by nodes starting together
