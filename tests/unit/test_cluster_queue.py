@@ -286,3 +286,13 @@ def test_notifications_wake_the_other_nodes(pg_database, pg_store):
         assert woken["queue"].is_set() and woken["vectors"].wait(10)
     finally:
         listener.stop()
+
+
+def test_old_rows_wait_for_every_live_node_to_switch(make_engine):
+    a, b = make_engine("a"), make_engine("b")
+    b.replica.heartbeat()  # b answers from generation 1
+    assert not a.wait_nodes_switched(2, timeout=0.6)
+    with a.store.connection() as conn:
+        conn.execute("UPDATE cbmir_index.nodes SET replica = jsonb_set(replica, "
+                     "'{generation}', '2') WHERE name = 'b'")
+    assert a.wait_nodes_switched(2, timeout=5)

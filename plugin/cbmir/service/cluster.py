@@ -25,6 +25,7 @@ from cbmir.service.follower import CHECKPOINT, PAGE, ChangeFollower
 from cbmir.service.notify import Listener
 from cbmir.service.replica import Replica
 
+NODES_SWITCH_SECONDS = 120.0  # longest wait for the other nodes before old rows are dropped
 REPLAY_WINDOW = 1000  # /changes re-read behind the checkpoint (Seq commits out of order)
 
 
@@ -70,6 +71,7 @@ class ClusterEngine(Engine):
         self.replica = Replica(self, self.store, config.replica_poll_seconds, list_instances)
         self.replica.applied = self._seq_at_open  # read before the index was loaded
         self.store.on_uncached_rows = self.replica.catch_up
+        self.store.before_drop = self.wait_nodes_switched
         from cbmir.vectors.pg_store import conninfo
         self.listener = Listener(conninfo(config.postgresql), {
             "vectors": self.replica.wake, "queue": self.queue.wake.set}, log=self.log.warning)
@@ -101,6 +103,24 @@ class ClusterEngine(Engine):
                 return False
             resume_generation = active + 1
         return super().start_reindex(list_instances, resume_generation=resume_generation)
+
+    def wait_nodes_switched(self, generation: int, timeout: float = NODES_SWITCH_SECONDS) -> bool:
+        """Before the rows of the old generation go: wait until every live node (a heartbeat
+        within the last 10 s) answers from `generation`, so none searches rows that vanish
+        (a node still rebuilding its Annoy tier for the new one). False after `timeout`."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.store.connection() as conn:
+                behind = conn.execute(
+                    "SELECT count(*) FROM cbmir_index.nodes WHERE seen > now() - interval '10 s'"
+                    " AND name <> %s AND COALESCE((replica->>'generation')::int, 0) < %s",
+                    (self.config.node_name, generation)).fetchone()[0]
+            if not behind:
+                return True
+            time.sleep(0.5)
+        self.log.warning(f"CBMIR: some nodes still answer from an older generation after "
+                         f"{timeout:g} s; dropping its rows anyway")
+        return False
 
     def reconcile_cluster(self, list_instances) -> dict:
         """Queue what the shared index has and the store lacks; remove what Orthanc no

@@ -107,6 +107,7 @@ class PgStore:
         self.deletions = 0
         self.cache = RowCache()
         self.on_uncached_rows = None  # called when instance_rows read PostgreSQL, not the cache
+        self.before_drop = None  # called with the new generation before an old one is dropped
         self._write_lock = threading.Lock()  # only for cache coherence, not for PG
         try:
             self.migrate()
@@ -378,6 +379,8 @@ class PgStore:
                              "(key) DO UPDATE SET value=excluded.value", (key, value))
 
     def drop_generations(self, keep: int, only: int | None = None) -> int:
+        if only is not None and self.before_drop is not None:
+            self.before_drop(keep)  # the other nodes' replicas leave `only` first (cluster.py)
         where, args = ("generation<%s", (keep,)) if only is None else ("generation=%s", (only,))
         with self.connection() as conn, conn.transaction():
             count = conn.execute(f"DELETE FROM cbmir_index.vectors WHERE {where}", args).rowcount
