@@ -1,5 +1,8 @@
 """SQLite store: idempotent inserts, deletions per Orthanc level, generations, rejections."""
+import sqlite3
+
 import numpy as np
+import pytest
 
 from cbmir.vectors.store import Record, Store
 
@@ -106,3 +109,38 @@ def test_the_row_cache_keeps_whole_instances_within_its_limit(tmp_path):
     assert [r["frame"] for r in store.instance_rows("b", 1)] == [0, 1]
     store.warm_cache(1)
     assert len(store.cache) == 2
+
+
+def test_attempt_counters_survive_until_cleared(tmp_path):
+    store = Store(tmp_path)
+    store.begin_attempt(["a", "b"])
+    store.begin_attempt(["a"])
+    assert Store(tmp_path).attempts(["a", "b", "c"]) == {"a": 2, "b": 1, "c": 0}
+    store.end_attempt(["a"])
+    assert store.attempts(["a", "b"]) == {"a": 0, "b": 1}
+    assert [r["instance"] for r in store.in_progress()] == ["b"]
+
+
+class _FailingCommit:
+    """A connection whose COMMIT fails the way SQLITE_FULL can: transaction already gone."""
+
+    def __init__(self, conn):
+        self.conn = conn
+
+    def __getattr__(self, name):
+        return getattr(self.conn, name)
+
+    def execute(self, sql, *args):
+        if sql == "COMMIT":
+            self.conn.execute("ROLLBACK")
+            raise sqlite3.OperationalError("database or disk is full")
+        return self.conn.execute(sql, *args)
+
+
+def test_a_failed_write_raises_its_own_error_not_a_rollback_error(tmp_path, monkeypatch):
+    store = Store(tmp_path)
+    real = store._conn()
+    monkeypatch.setattr(store, "_conn", lambda: _FailingCommit(real))
+    record = Record(instance="a", frame=0, vector=np.ones(4, np.float32))
+    with pytest.raises(sqlite3.OperationalError, match="disk is full"):
+        store.add([record], 1)
