@@ -1,5 +1,5 @@
 """A fake `orthanc` module for unit tests: every name of `cbmir.service.gateway.SDK_NAMES`, same
-signatures as orthanc-python 4.0 (tests/unit/test_gateway.py checks it offers them all).
+signatures as orthanc-python 4.0 (tests/unit/service/test_gateway.py checks it offers them all).
 
 It holds instances (DICOM bytes and their parents), Orthanc's /changes log, the registered
 routes and change callback, log lines, metrics and Explorer scripts, so the gateway, the worker,
