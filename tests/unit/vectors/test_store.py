@@ -144,3 +144,33 @@ def test_a_failed_write_raises_its_own_error_not_a_rollback_error(tmp_path, monk
     record = Record(instance="a", frame=0, vector=np.ones(4, np.float32))
     with pytest.raises(sqlite3.OperationalError, match="disk is full"):
         store.add([record], 1)
+def test_the_fingerprint_of_each_instance_is_kept_per_generation(tmp_path):
+    store = Store(tmp_path)
+    first = record("a")
+    first.fingerprint = "file-1"
+    store.add([first, record("b")], 1)
+    second = record("a")
+    second.fingerprint = "file-2"
+    store.add([second], 2)
+    assert (store.fingerprint("a", 1), store.fingerprint("a", 2)) == ("file-1", "file-2")
+    assert store.fingerprint("b", 1) is None  # not recorded: unknown
+    assert store.fingerprint("a", 3) is None  # not indexed there
+
+
+def test_an_index_written_before_fingerprints_is_migrated_in_place(tmp_path):
+    import sqlite3
+
+    store = Store(tmp_path)
+    store.add([record("a")], 1)
+    store.close()
+    conn = sqlite3.connect(tmp_path / "cbmir.sqlite")  # the schema an earlier release wrote
+    conn.execute("ALTER TABLE vectors DROP COLUMN fingerprint")
+    conn.commit()
+    conn.close()
+    store = Store(tmp_path)
+    assert store.fingerprint("a", 1) is None and store.instance_rows("a", 1)[0]["label"] == "glioma"
+    new = record("b")
+    new.fingerprint = "file-9"
+    store.add([new], 1)
+    assert store.fingerprint("b", 1) == "file-9" and store.counts(1)["indexed"] == 2
+    Store(tmp_path)  # opening a migrated index again changes nothing
