@@ -50,7 +50,7 @@ $(VENV)/.tools-ok: $(VENV)/.runtime-ok
 venv-tools: $(VENV)/.tools-ok
 
 # Record the shipped model's vectors for the reference images (models/default.reference.json,
-# checked by tests/unit/test_default_model.py): run it and commit the file with every new model.
+# checked by tests/unit/core/test_default_model.py): run it and commit the file with every new model.
 model-reference: venv
 	PYTHONPATH=plugin:tests $(PY) -m support.model_reference --write
 

@@ -3,7 +3,7 @@
 Fixtures for other test writers (all documented in tests/orthanc_server.py):
 - `model_path` (session): models/default.onnx, the shipped model. When it does not
   load, every test using it is SKIPPED with the reason (never silently run on a
-  stand-in model); tests/unit/test_default_model.py fails with the same reason.
+  stand-in model); tests/unit/core/test_default_model.py fails with the same reason.
 - `orthanc` (session): a started `OrthancServer` (own ports, own storage, user
   "cbmir" / "cbmir-test-password"); `orthanc.url`, `.auth`, `.dicom_port`,
   `.get/.post/.delete`, `.upload(bytes|path)`, `.storescu(paths)`, `.wait_idle()`.
@@ -53,7 +53,7 @@ def model_path() -> Path:
     error = _default_model_error()
     if error is not None:
         pytest.skip(f"the shipped model does not load ({error}); "
-                    "tests/unit/test_default_model.py fails with the details")
+                    "tests/unit/core/test_default_model.py fails with the details")
     return DEFAULT_MODEL
 
 

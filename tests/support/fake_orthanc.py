@@ -1,5 +1,5 @@
 """A fake `orthanc` module for unit tests: every name of `cbmir.service.gateway.SDK_NAMES`, same
-signatures as orthanc-python 4.0 (tests/unit/test_gateway.py checks it offers them all).
+signatures as orthanc-python 4.0 (tests/unit/service/test_gateway.py checks it offers them all).
 
 It holds instances (DICOM bytes and their parents), Orthanc's /changes log, the registered
 routes and change callback, log lines, metrics and Explorer scripts, so the gateway, the worker,
@@ -82,9 +82,10 @@ class FakeOrthanc:
     def store(self, instance: str, dicom: bytes = b"DICM", series="se", study="st",
               patient="pa", sop: str | None = None) -> None:
         """Store an instance as Orthanc would (a NewInstance change; no callback fired)."""
-        self.instances[instance] = {"dicom": dicom, "series": series, "study": study,
-                                    "patient": patient, "sop": sop or instance}
         self.seq += 1
+        self.instances[instance] = {"dicom": dicom, "series": series, "study": study,
+                                    "patient": patient, "sop": sop or instance,
+                                    "uuid": f"file-{self.seq}"}  # a new file at every store
         self.changes.append({"Seq": self.seq, "ChangeType": "NewInstance",
                              "ResourceType": "Instance", "ID": instance})
 
@@ -163,6 +164,9 @@ class FakeOrthanc:
             last = page[-1]["Seq"] if page else self.seq
             done = not [c for c in self.changes if c["Seq"] > last]
             return json.dumps({"Changes": page, "Last": last, "Done": done})
+        match = re.fullmatch(r"/instances/([^/]+)/attachments/dicom/info", path)
+        if match and match.group(1) in self.instances:
+            return json.dumps({"Uuid": self.instances[match.group(1)]["uuid"], "ContentType": 1})
         match = re.fullmatch(r"/instances/([^/]+)(/study)?", path)
         if match and match.group(1) in self.instances:
             found = self.instances[match.group(1)]

@@ -3,7 +3,7 @@ that records them.
 
 Why: a model file, its card and the preprocessing code can each change without the others
 (a new export, an edited card, a "harmless" tweak to `cbmir.core.preprocess`); retrieval then
-degrades silently. tests/unit/test_default_model.py embeds the same images again and
+degrades silently. tests/unit/core/test_default_model.py embeds the same images again and
 compares with what was recorded when the model was shipped.
 
 The images are made here from closed-form formulas (no random generator, whose streams may
@@ -115,7 +115,7 @@ def record(model_path: str | Path = DEFAULT_MODEL) -> dict:
                "figshare": embed(model_path, figshare_images())}
     return {
         "about": "Vectors of this model for images made by tests/support/model_reference.py; "
-                 "checked by tests/unit/test_default_model.py. Regenerate with "
+                 "checked by tests/unit/core/test_default_model.py. Regenerate with "
                  "`make model-reference` after shipping a new model.",
         "model_version": card.get("version"), "model_sha256": file_sha256(model_path),
         "preprocess_version": PREPROCESS_VERSION,

@@ -5,7 +5,7 @@ message is cheap; the same typo found by the ingest worker hours later is not.
 `load_config` is pure (a dict in, a `Config` out) so it is unit-tested without
 Orthanc. Every default lives in the `Config` dataclass and nowhere else: orthanc.json and
 docker/cbmir.json set only what differs, callers (VectorIndex, Pacer) get the values from here,
-and tests/unit/test_config_docs.py checks the README and docs/plugin.md tables against it.
+and tests/unit/service/test_config_docs.py checks the README and docs/plugin.md tables against it.
 """
 from __future__ import annotations
 

@@ -82,6 +82,12 @@ class Gateway:
             return False
         return True
 
+    def file_fingerprint(self, instance: str) -> str:
+        """The UUID of the instance's stored DICOM file: a new one at every store, also when an
+        overwrite keeps the instance ID (one small database read, no file read; ~0.1 ms);
+        NotFound when unknown."""
+        return self._get(f"/instances/{instance}/attachments/dicom/info", NotFound)["Uuid"]
+
     def instance_study(self, instance: str) -> dict:
         """/instances/{id}/study (ID, ParentPatient...); NotFound when unknown."""
         return self._get(f"/instances/{instance}/study", NotFound)

@@ -28,12 +28,3 @@ def reconcile(engine, list_instances) -> dict:
                    f"queued, {len(gone)} deleted from Orthanc removed")
     return {"orthanc_instances": len(in_orthanc), "queued": len(missing), "removed": len(gone),
             "pending": engine.queue.pending()}
-
-
-def route(engine, list_instances) -> dict:
-    """POST /cbmir/reconcile."""
-    from cbmir.vectors.search import ApiError
-
-    if engine is None:
-        raise ApiError(503, "CBMIR is not running (see the Orthanc log)")
-    return reconcile(engine, list_instances)

@@ -62,19 +62,17 @@ def parse_version(text) -> tuple[int, ...] | None:
 class LeakWorkaround:
     """`release(request)` at the top of every REST route; `describe()` for /cbmir/status."""
 
-    def __init__(self, plugin_version=None, enabled: bool | None = None, decref=None):
+    def __init__(self, plugin_version):
         """`plugin_version()`: the running orthanc-python's version (Gateway.plugin_version)."""
         self.plugin_version_source = plugin_version
-        if enabled is None:
-            enabled = os.environ.get("CBMIR_REST_LEAK_WORKAROUND", "auto").lower() != "off"
-        self.enabled = enabled
+        self.enabled = os.environ.get("CBMIR_REST_LEAK_WORKAROUND", "auto").lower() != "off"
         self.plugin_version: str | None = None
         self.active: bool | None = None  # decided on the first request (needs the REST API)
         self.released = 0  # objects freed that would have leaked
         self.by_argument = {key: 0 for key in TOP_LEVEL}  # top-level ones, per argument
         self.requests = 0
         self.top, self.nested = _expected()
-        self._decref = decref or ctypes.pythonapi.Py_DecRef
+        self._decref = ctypes.pythonapi.Py_DecRef
         self._lock = threading.Lock()
 
     def _decide(self) -> bool:

@@ -45,8 +45,7 @@ def answer(output, request: dict, method: str, handler, log) -> None:
 
 
 def require_engine(engine):
-    if engine is None:
-        raise ApiError(503, "CBMIR is not running (see the Orthanc log)")
+    """The engine when its model is loaded, else 503 (a missing engine is wiring's 503)."""
     if not engine.model_available:
         raise ApiError(503, f"model unavailable: {engine.model_error}",
                        model_path=str(engine.config.model_path))
@@ -198,8 +197,6 @@ def query_upload(engine, headers: dict, body: bytes) -> dict:
 
 # -- status and re-index ---------------------------------------------------------------------
 def status(engine, ingestor=None) -> dict:
-    if engine is None:
-        raise ApiError(503, "CBMIR is not running (see the Orthanc log)")
     result = engine.status()
     ingest = ingestor.describe() if ingestor is not None else None
     if ingest is not None:

@@ -149,7 +149,7 @@ def register(orthanc) -> dict:
             gateway, ready(), request["groups"][0], decode_args(request.get("get"))), log.error)
 
     def Reconcile(output, uri, **request):
-        routes.answer(output, request, "POST", lambda: reconcile.route(
+        routes.answer(output, request, "POST", lambda: reconcile.reconcile(
             ready(), gateway.list_instances), log.error)
 
     gateway.register_change_callback(on_change)

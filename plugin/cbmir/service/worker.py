@@ -188,11 +188,12 @@ class Ingestor:
     def _process(self, batch: list[tuple[str, bool]]) -> None:
         started = time.monotonic()
         engine = self.engine
-        mark = engine.deletion_mark()
         embedder = self.embedder or engine.embedder
         # Where new vectors go: the active generation (searchable at once) and, during a
         # re-index, its target; each with the model that made that generation.
         plan = engine.write_plan(embedder)
+        self.drop_overwritten(batch, plan)  # before the mark: these deletions are our own
+        mark = engine.deletion_mark()
         work: dict[int, tuple] = {}  # generation -> (index, embedder, records, inputs)
         for instance, force in batch:
             targets = [(index, model) for index, model in plan
@@ -256,6 +257,33 @@ class Ingestor:
             engine.log.info(f"CBMIR: indexed {instance}")
         self.seconds += time.monotonic() - started
 
+    def drop_overwritten(self, batch: list[tuple[str, bool]], plan) -> None:
+        """An overwrite keeps the instance ID, so one whose DELETED callback never reached
+        this plugin (Orthanc killed -9 in between, or the plugin off at the time) comes back
+        through the /changes replay looking "already indexed". Its stored file's fingerprint
+        (one small REST call) tells: when it is not the one the rows were made from, the rows
+        go and the instance is embedded again below. Rows without a fingerprint (written by
+        an earlier release) count as changed when the replay brings them back, except while
+        a re-index is writing them anew anyway."""
+        store = self.engine.store
+        for instance, _ in batch:
+            held = [index.generation for index, _ in plan
+                    if store.has_instance(instance, index.generation)]
+            if not held:
+                continue
+            stored = store.fingerprint(instance, held[0])
+            if stored is None and len(held) < len(plan):
+                continue
+            if stored is not None:
+                try:
+                    if self.gateway.file_fingerprint(instance) == stored:
+                        continue  # the same file: nothing to do
+                except NotFound:
+                    continue  # deleted: its DELETED callback or the reconciliation removes it
+            self.engine.delete("instance", instance)
+            self.engine.log.info(f"CBMIR: {instance} was overwritten since it was indexed "
+                                 f"(its file changed): indexing it again")
+
     def drop_deleted_meanwhile(self, instances: set[str]) -> None:
         """An instance deleted while it was being embedded must not stay indexed: its
         DELETED callback may have run before our insert. Checked after the insert, so
@@ -271,6 +299,9 @@ class Ingestor:
         """Metadata and display-ready frames (decoded lazily, one at a time) of a stored
         instance; raises Skip or errors (decoding errors while iterating the frames)."""
         try:
+            # The fingerprint before the file: an overwrite between the two leaves an old
+            # fingerprint beside new pixels (re-embedded once more), never the reverse.
+            fingerprint = self.gateway.file_fingerprint(instance)
             dicom = self.gateway.instance_dicom(instance)
         except NotFound as error:
             raise _Gone(instance) from error  # deleted since it was queued
@@ -300,7 +331,7 @@ class Ingestor:
                 "study_date": dataset_text(dataset, "StudyDate"),
                 "label": element_text(label_element),
                 "orthanc_series": parents["series"], "orthanc_study": parents["study"],
-                "orthanc_patient": parents["patient"]}
+                "orthanc_patient": parents["patient"], "fingerprint": fingerprint}
         if not self.config.accepts_modality(meta["modality"]):
             raise Skip(f"modality {meta['modality'] or '(none)'} not in CBMIR.Modalities")
         limits.check_size(dataset, self.config.max_frame_pixels, self.config.max_instance_pixels)

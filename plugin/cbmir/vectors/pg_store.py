@@ -28,7 +28,7 @@ from psycopg_pool import ConnectionPool
 from cbmir.vectors.row_cache import RowCache
 from cbmir.vectors.store import LEVEL_COLUMNS, META_FIELDS, Record  # noqa: F401
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 MIGRATION_LOCK = 0x43424D52  # 'CBMR': serialises schema creation by nodes starting together
 SEQ_LOCK = 0x43424D53  # held by every transaction that takes a replica-visible seq
 
@@ -72,6 +72,10 @@ CREATE TABLE cbmir_index.deleted (level TEXT NOT NULL, resource TEXT NOT NULL,
   at TIMESTAMPTZ NOT NULL DEFAULT now());
 CREATE INDEX deleted_at ON cbmir_index.deleted (at);
 ALTER TABLE cbmir_index.queue ADD COLUMN claimed_at TIMESTAMPTZ;
+""",
+    # 3: the fingerprint of the file a vector was made from (as the SQLite store, issue 11).
+    3: """
+ALTER TABLE cbmir_index.vectors ADD COLUMN fingerprint TEXT;
 """,
 }
 NOTIFY = "SELECT pg_notify('cbmir_index', %s)"  # cbmir.service.notify (sent at commit)
@@ -206,7 +210,7 @@ class PgStore:
         inserted: list[int | None] = []
         fresh: list[dict] = []
         now = time.time()
-        columns = ("generation",) + META_FIELDS + ("vector", "created")
+        columns = ("generation",) + META_FIELDS + ("fingerprint", "vector", "created")
         sql = (f"INSERT INTO cbmir_index.vectors ({', '.join(columns)}) "
                f"VALUES ({', '.join(['%s'] * len(columns))}) ON CONFLICT DO NOTHING RETURNING id")
         with self.connection() as conn, conn.transaction():
@@ -218,7 +222,8 @@ class PgStore:
                     continue
                 values = asdict(record)
                 vector = np.asarray(values.pop("vector"), dtype=np.float32).tobytes()
-                row = [generation] + [values[name] for name in META_FIELDS] + [vector, now]
+                row = ([generation] + [values[name] for name in META_FIELDS]
+                       + [values["fingerprint"], vector, now])
                 found = conn.execute(sql, row).fetchone()
                 row_id = found[0] if found else None
                 inserted.append(row_id)
@@ -265,6 +270,12 @@ class PgStore:
         with self.connection() as conn:
             return conn.execute("SELECT 1 FROM cbmir_index.vectors WHERE instance=%s AND generation=%s "
                                 "LIMIT 1", (instance, generation)).fetchone() is not None
+
+    def fingerprint(self, instance: str, generation: int) -> str | None:
+        with self.connection() as conn:
+            row = conn.execute("SELECT fingerprint FROM cbmir_index.vectors WHERE instance=%s "
+                               "AND generation=%s LIMIT 1", (instance, generation)).fetchone()
+        return row[0] if row else None
 
     def rows(self, where: str, args: tuple, with_vectors: bool = False) -> list[dict]:
         columns = "id, generation, " + ", ".join(META_FIELDS) + (", vector" if with_vectors else "")

@@ -28,7 +28,7 @@ SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS vectors (
   id INTEGER PRIMARY KEY AUTOINCREMENT, generation INTEGER NOT NULL,
   {", ".join(f"{name} {'INTEGER' if name == 'frame' else 'TEXT'}" for name in META_FIELDS)},
-  vector BLOB NOT NULL, created REAL NOT NULL,
+  vector BLOB NOT NULL, created REAL NOT NULL, fingerprint TEXT,
   UNIQUE (generation, instance, frame));
 CREATE INDEX IF NOT EXISTS vectors_sop ON vectors (sop_uid);
 CREATE INDEX IF NOT EXISTS vectors_instance ON vectors (instance);
@@ -69,6 +69,7 @@ class Record:
     orthanc_study: str = ""
     orthanc_series: str = ""
     model_version: str = ""
+    fingerprint: str | None = None  # of the file the vector was made from (None: unknown)
 
 
 class Store:
@@ -84,6 +85,15 @@ class Store:
         self.cache = RowCache()
         with self._write_lock:
             self._conn().executescript(SCHEMA)
+            self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring an index written by an earlier release up to this schema. `fingerprint`
+        (added for overwrites the plugin never saw): NULL in old rows means unknown."""
+        conn = self._conn()
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(vectors)")}
+        if "fingerprint" not in columns:
+            conn.execute("ALTER TABLE vectors ADD COLUMN fingerprint TEXT")
 
     def warm_cache(self, generation: int) -> None:
         """Load up to the cache's limit of rows of `generation` (whole instances)."""
@@ -131,7 +141,7 @@ class Store:
         inserted: list[int | None] = []
         fresh: list[dict] = []
         now = time.time()
-        columns = ("generation",) + META_FIELDS + ("vector", "created")
+        columns = ("generation",) + META_FIELDS + ("fingerprint", "vector", "created")
         sql = (f"INSERT OR IGNORE INTO vectors ({', '.join(columns)}) "
                f"VALUES ({', '.join('?' * len(columns))})")
         with self._write_lock:
@@ -141,7 +151,8 @@ class Store:
                 for record in records:
                     values = asdict(record)
                     vector = np.asarray(values.pop("vector"), dtype=np.float32).tobytes()
-                    row = [generation] + [values[name] for name in META_FIELDS] + [vector, now]
+                    row = ([generation] + [values[name] for name in META_FIELDS]
+                           + [values["fingerprint"], vector, now])
                     cursor = conn.execute(sql, row)
                     row_id = cursor.lastrowid if cursor.rowcount else None
                     inserted.append(row_id)
@@ -161,6 +172,14 @@ class Store:
         row = self._conn().execute("SELECT 1 FROM vectors WHERE instance=? AND generation=? LIMIT 1",
                                    (instance, generation)).fetchone()
         return row is not None
+
+    def fingerprint(self, instance: str, generation: int) -> str | None:
+        """The fingerprint of the file the instance's vectors in `generation` were made from
+        (None: not indexed there, or indexed by a release that did not record it)."""
+        row = self._conn().execute(
+            "SELECT fingerprint FROM vectors WHERE instance=? AND generation=? LIMIT 1",
+            (instance, generation)).fetchone()
+        return row[0] if row else None
 
     def rows(self, where: str, args: tuple, with_vectors: bool = False) -> list[dict]:
         columns = "id, generation, " + ", ".join(META_FIELDS) + (", vector" if with_vectors else "")

@@ -10,7 +10,6 @@ import pytest
 
 from cbmir.service import thumbnails
 from cbmir.service.gateway import Gateway
-from cbmir.vectors.search import ApiError
 from support.fake_orthanc import FakeOrthanc, FakeOutput
 from support.rendering import correlation, eight_bits_in_sixteen, picture, png_pixels
 

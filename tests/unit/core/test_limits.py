@@ -1,7 +1,7 @@
-"""Pure logic of the ingest fault handling (issue 11): the bounded header reader and size
-limits, frame reduction, the attempt counters, the retry backoff, the store's error path."""
+"""cbmir.core.limits (issue 11): the bounded header reader, the size limits, frame reduction,
+bounded inflating. (The attempt counters and the failed write: test_store.py; the backoff:
+test_retry.py.)"""
 import io
-import sqlite3
 
 import numpy as np
 import pydicom
@@ -9,8 +9,6 @@ import pytest
 
 from cbmir.core import limits
 from cbmir.service.config import ConfigError, load_config
-from cbmir.service.retry import Backoff
-from cbmir.vectors.store import Record, Store
 from support.bombs import deflated_image
 from support.dicom_factory import mr_image
 
@@ -52,64 +50,6 @@ def test_the_limits_are_configuration_keys_with_validated_values():
     assert load_config({}).max_frame_pixels == 4096 * 4096
     with pytest.raises(ConfigError, match="CBMIR.MaxFramePixels"):
         load_config({"CBMIR": {"MaxFramePixels": "big"}})
-
-
-def test_attempt_counters_survive_until_cleared(tmp_path):
-    store = Store(tmp_path)
-    store.begin_attempt(["a", "b"])
-    store.begin_attempt(["a"])
-    assert Store(tmp_path).attempts(["a", "b", "c"]) == {"a": 2, "b": 1, "c": 0}
-    store.end_attempt(["a"])
-    assert store.attempts(["a", "b"]) == {"a": 0, "b": 1}
-    assert [r["instance"] for r in store.in_progress()] == ["b"]
-
-
-def test_backoff_doubles_up_to_a_minute_and_resets():
-    backoff = Backoff()
-    delays = [backoff.failed(OSError("full")) for _ in range(8)]
-    assert delays == [1, 2, 4, 8, 16, 32, 60, 60]
-    assert backoff.describe()["failed_attempts"] == 8 and backoff.waiting() > 0
-    assert backoff.succeeded() == 8 and backoff.describe() is None and backoff.waiting() == 0
-
-
-class _FailingCommit:
-    """A connection whose COMMIT fails the way SQLITE_FULL can: transaction already gone."""
-
-    def __init__(self, conn):
-        self.conn = conn
-
-    def __getattr__(self, name):
-        return getattr(self.conn, name)
-
-    def execute(self, sql, *args):
-        if sql == "COMMIT":
-            self.conn.execute("ROLLBACK")
-            raise sqlite3.OperationalError("database or disk is full")
-        return self.conn.execute(sql, *args)
-
-
-def test_a_failed_write_raises_its_own_error_not_a_rollback_error(tmp_path, monkeypatch):
-    store = Store(tmp_path)
-    real = store._conn()
-    monkeypatch.setattr(store, "_conn", lambda: _FailingCommit(real))
-    record = Record(instance="a", frame=0, vector=np.ones(4, np.float32))
-    with pytest.raises(sqlite3.OperationalError, match="disk is full"):
-        store.add([record], 1)
-
-
-def test_an_image_queued_by_a_query_before_its_arrival_moves_to_the_arrival_lane():
-    """GET /cbmir/similar right after an upload can queue it (backlog) before NEW_INSTANCE;
-    the arrival must still put it in the fast lane (backlog waits while uploads go on)."""
-    from cbmir.service.workqueue import WorkQueue
-
-    queue = WorkQueue()
-    queue.put("old-backlog")
-    queue.put("new")                # by the 409 answer
-    queue.put("new", arrival=True)  # then NEW_INSTANCE
-    assert queue.get_batch(5, timeout=0, arrivals_only=True) == [("new", False)]
-    assert queue.oldest_age(arrivals_only=True) == 0.0
-    assert queue.get_batch(5, timeout=0) == [("old-backlog", False)]
-    assert queue.pending() == 2 and not queue.wait_for_work(timeout=0)
 
 
 def test_pixel_tag_bytes_inside_an_earlier_value_do_not_cut_the_header_short():

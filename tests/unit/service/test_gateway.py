@@ -13,7 +13,7 @@ from cbmir.service.gateway import (SDK_NAMES, Gateway, NotFound, OrthancError, m
                                    send_buffer, send_json, send_method_not_allowed)
 from support.fake_orthanc import FakeOrthanc, FakeOutput, OrthancException
 
-PACKAGE = Path(__file__).resolve().parents[2] / "plugin" / "cbmir"
+PACKAGE = Path(__file__).resolve().parents[3] / "plugin" / "cbmir"
 ALL_SDK_NAMES = {name for names in SDK_NAMES.values() for name in names}
 
 

@@ -1,4 +1,4 @@
-"""Query-argument parsing (the work queue and pacer: tests/unit/test_workqueue.py)."""
+"""Query-argument parsing (the work queue and pacer: tests/unit/service/test_workqueue.py)."""
 import pytest
 
 from cbmir.vectors.search import ApiError, parse_params

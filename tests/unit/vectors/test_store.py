@@ -1,5 +1,7 @@
 """Both stores (SQLite; PostgreSQL of the cluster mode, on a real private server): idempotent
 inserts, deletions per Orthanc level, generations, rejections, the row cache."""
+import sqlite3
+
 import numpy as np
 import pytest
 
@@ -127,3 +129,88 @@ def test_the_row_cache_keeps_whole_instances_within_its_limit(make_store):
     assert [r["frame"] for r in store.instance_rows("b", 1)] == [0, 1]
     store.warm_cache(1)
     assert len(store.cache) == 2
+
+
+def test_attempt_counters_survive_until_cleared(tmp_path):
+    store = Store(tmp_path)
+    store.begin_attempt(["a", "b"])
+    store.begin_attempt(["a"])
+    assert Store(tmp_path).attempts(["a", "b", "c"]) == {"a": 2, "b": 1, "c": 0}
+    store.end_attempt(["a"])
+    assert store.attempts(["a", "b"]) == {"a": 0, "b": 1}
+    assert [r["instance"] for r in store.in_progress()] == ["b"]
+
+
+class _FailingCommit:
+    """A connection whose COMMIT fails the way SQLITE_FULL can: transaction already gone."""
+
+    def __init__(self, conn):
+        self.conn = conn
+
+    def __getattr__(self, name):
+        return getattr(self.conn, name)
+
+    def execute(self, sql, *args):
+        if sql == "COMMIT":
+            self.conn.execute("ROLLBACK")
+            raise sqlite3.OperationalError("database or disk is full")
+        return self.conn.execute(sql, *args)
+
+
+def test_a_failed_write_raises_its_own_error_not_a_rollback_error(tmp_path, monkeypatch):
+    store = Store(tmp_path)
+    real = store._conn()
+    monkeypatch.setattr(store, "_conn", lambda: _FailingCommit(real))
+    record = Record(instance="a", frame=0, vector=np.ones(4, np.float32))
+    with pytest.raises(sqlite3.OperationalError, match="disk is full"):
+        store.add([record], 1)
+
+
+def test_the_fingerprint_of_each_instance_is_kept_per_generation(make_store):
+    store = make_store()
+    first = record("a")
+    first.fingerprint = "file-1"
+    store.add([first, record("b")], 1)
+    second = record("a")
+    second.fingerprint = "file-2"
+    store.add([second], 2)
+    assert (store.fingerprint("a", 1), store.fingerprint("a", 2)) == ("file-1", "file-2")
+    assert store.fingerprint("b", 1) is None  # not recorded: unknown
+    assert store.fingerprint("a", 3) is None  # not indexed there
+
+
+def test_an_index_written_before_fingerprints_is_migrated_in_place(tmp_path):
+    import sqlite3
+
+    store = Store(tmp_path)
+    store.add([record("a")], 1)
+    store.close()
+    conn = sqlite3.connect(tmp_path / "cbmir.sqlite")  # the schema an earlier release wrote
+    conn.execute("ALTER TABLE vectors DROP COLUMN fingerprint")
+    conn.commit()
+    conn.close()
+    store = Store(tmp_path)
+    assert store.fingerprint("a", 1) is None and store.instance_rows("a", 1)[0]["label"] == "glioma"
+    new = record("b")
+    new.fingerprint = "file-9"
+    store.add([new], 1)
+    assert store.fingerprint("b", 1) == "file-9" and store.counts(1)["indexed"] == 2
+    Store(tmp_path)  # opening a migrated index again changes nothing
+
+
+def test_the_postgresql_schema_is_migrated_and_a_newer_one_refused(request):
+    settings = request.getfixturevalue("pg_database")
+    from cbmir.vectors.pg_store import SCHEMA_VERSION, PgStore
+    store = PgStore(settings, pool_size=1)
+    store.add([record("a")], 1)
+    with store.connection() as conn:  # the schema of version 2 (before fingerprints)
+        conn.execute("ALTER TABLE cbmir_index.vectors DROP COLUMN fingerprint")
+        conn.execute("UPDATE cbmir_index.state SET value='2' WHERE key='schema_version'")
+    store.close()
+    store = PgStore(settings, pool_size=1)
+    assert store.get_state("schema_version") == str(SCHEMA_VERSION) == "3"
+    assert store.fingerprint("a", 1) is None and store.counts(1)["indexed"] == 1
+    store.set_state("schema_version", SCHEMA_VERSION + 1)
+    store.close()
+    with pytest.raises(RuntimeError, match="newer than this plugin"):
+        PgStore(settings, pool_size=1)

@@ -17,7 +17,7 @@ def test_an_absent_section_gives_working_defaults_beside_orthancs_index():
 
 def test_the_shipped_orthanc_json_section_is_valid():
     import json
-    shipped = json.loads((Path(__file__).resolve().parents[2] / "orthanc.json").read_text())
+    shipped = json.loads((Path(__file__).resolve().parents[3] / "orthanc.json").read_text())
     config = load_config(shipped)
     assert config.device == "auto" and config.modalities == ("MR",)
 

@@ -31,7 +31,7 @@ def setup(tmp_path, **config):
     return orthanc, engine, Ingestor(Gateway(orthanc), engine), lines
 
 
-def test_a_stored_slice_is_indexed_with_its_metadata_without_asking_orthanc(tmp_path):
+def test_a_stored_slice_is_indexed_with_its_metadata_asking_orthanc_only_its_file(tmp_path):
     orthanc, engine, ingestor, _ = setup(tmp_path)
     data = slice_bytes()
     instance = orthanc_id(data)
@@ -40,7 +40,10 @@ def test_a_stored_slice_is_indexed_with_its_metadata_without_asking_orthanc(tmp_
     (row,) = engine.indexed_rows(instance)
     assert (row["patient_id"], row["modality"], row["label"]) == ("P0", "MR", "low grade")
     assert row["orthanc_series"] == orthanc_ids(pydicom.dcmread(io.BytesIO(data)))["series"]
-    assert orthanc.calls == []  # the IDs computed from the UIDs matched: no REST call
+    # the IDs computed from the UIDs matched: one REST call only, the file's fingerprint
+    assert orthanc.calls == [f"/instances/{instance}/attachments/dicom/info"]
+    assert row.get("fingerprint") is None  # not in the rows queries read
+    assert engine.store.fingerprint(instance, 1) == orthanc.instances[instance]["uuid"]
     assert ingestor.describe()["processed"] == 1
 
 
@@ -51,7 +54,8 @@ def test_parents_are_asked_when_the_computed_id_differs(tmp_path):
     (row,) = engine.indexed_rows("odd-id")
     assert (row["orthanc_series"], row["orthanc_study"], row["orthanc_patient"]) == (
         "se-9", "st-9", "pa-9")
-    assert orthanc.calls == ["/instances/odd-id", "/instances/odd-id/study"]
+    assert orthanc.calls == ["/instances/odd-id/attachments/dicom/info", "/instances/odd-id",
+                             "/instances/odd-id/study"]
 
 
 def test_an_instance_deleted_before_the_worker_came_is_neither_indexed_nor_rejected(tmp_path):
@@ -103,3 +107,60 @@ def test_the_worker_thread_indexes_what_arrives_and_stops(tmp_path):
     engine.stop()
     ingestor.join(5)
     assert not ingestor.thread.is_alive()
+
+
+def test_an_instance_overwritten_unseen_is_indexed_again_from_its_new_file(tmp_path):
+    """The /changes replay brings an instance already indexed whose file was replaced (the
+    DELETED callback never came: kill -9, or the plugin off): its rows are replaced."""
+    orthanc, engine, ingestor, lines = setup(tmp_path)
+    first, second = slice_bytes(seed=4, label="first"), slice_bytes(seed=5, label="second")
+    orthanc.store("x", first)
+    ingestor.process([("x", False)])
+    (old,) = engine.indexed_rows("x")
+    orthanc.store("x", second)  # an overwrite: same ID, a new file, no callback
+    orthanc.calls.clear()
+    ingestor.process([("x", False)])
+    (new,) = engine.indexed_rows("x")
+    assert (old["label"], new["label"]) == ("first", "second")
+    assert not np.allclose(old["vector"], new["vector"])
+    assert engine.store.fingerprint("x", 1) == orthanc.instances["x"]["uuid"]
+    assert engine.status()["index"]["size"] == 1  # the old vector left the index too
+    assert any("x was overwritten" in line for line in lines)
+
+
+def test_an_instance_replayed_with_the_same_file_costs_one_rest_call_and_no_embedding(tmp_path):
+    orthanc, engine, ingestor, _ = setup(tmp_path)
+    orthanc.store("x", slice_bytes(seed=6))
+    ingestor.process([("x", False)])
+    (before,) = engine.indexed_rows("x")
+    orthanc.calls.clear()
+    batches = len(engine.embedder.batches)
+    ingestor.process([("x", False)])
+    (after,) = engine.indexed_rows("x")
+    assert after["id"] == before["id"] and len(engine.embedder.batches) == batches
+    assert orthanc.calls == ["/instances/x/attachments/dicom/info"]
+
+
+def test_rows_without_a_fingerprint_are_indexed_again_when_the_replay_brings_them(tmp_path):
+    """Rows an earlier release wrote have no fingerprint (unknown): re-embedded once, with
+    no REST call to compare; then they have one."""
+    orthanc, engine, ingestor, _ = setup(tmp_path)
+    orthanc.store("x", slice_bytes(seed=7))
+    ingestor.process([("x", False)])
+    engine.store._conn().execute("UPDATE vectors SET fingerprint=NULL")
+    (before,) = engine.indexed_rows("x")
+    orthanc.calls.clear()
+    ingestor.process([("x", False)])
+    (after,) = engine.indexed_rows("x")
+    assert after["id"] != before["id"] and engine.status()["indexed_frames"] == 1
+    assert engine.store.fingerprint("x", 1) == orthanc.instances["x"]["uuid"]
+    assert "/instances/x/attachments/dicom/info" in orthanc.calls  # only for the new rows
+
+
+def test_an_indexed_instance_deleted_from_orthanc_is_left_to_its_deleted_callback(tmp_path):
+    orthanc, engine, ingestor, _ = setup(tmp_path)
+    orthanc.store("x", slice_bytes(seed=8))
+    ingestor.process([("x", False)])
+    orthanc.delete("x")
+    ingestor.process([("x", False)])  # no error; the rows go with the DELETED callback
+    assert len(engine.indexed_rows("x")) == 1 and engine.rejection("x") is None

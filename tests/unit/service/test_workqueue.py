@@ -163,3 +163,16 @@ def test_a_stopped_queue_ends_the_wait():
     queue.put("e", arrival=True)
     queue.stop()
     assert pacer.wait_turn() is False and clock.sleeps == []
+
+
+def test_an_image_queued_by_a_query_before_its_arrival_moves_to_the_arrival_lane():
+    """GET /cbmir/similar right after an upload can queue it (backlog) before NEW_INSTANCE;
+    the arrival must still put it in the fast lane (backlog waits while uploads go on)."""
+    queue = WorkQueue()
+    queue.put("old-backlog")
+    queue.put("new")                # by the 409 answer
+    queue.put("new", arrival=True)  # then NEW_INSTANCE
+    assert queue.get_batch(5, timeout=0, arrivals_only=True) == [("new", False)]
+    assert queue.oldest_age(arrivals_only=True) == 0.0
+    assert queue.get_batch(5, timeout=0) == [("old-backlog", False)]
+    assert queue.pending() == 2 and not queue.wait_for_work(timeout=0)

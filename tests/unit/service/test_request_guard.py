@@ -1,11 +1,10 @@
-"""Argument decoding, the large-stack runner and the index recovery loop, without Orthanc."""
+"""Argument decoding and the large-stack runner, without Orthanc (the index recovery loop:
+test_availability.py)."""
 import json
 import threading
-import time
 
 import pytest
 
-from cbmir.service.availability import Recovery
 from cbmir.service.request_guard import decode_args, run_with_large_stack
 
 
@@ -30,23 +29,3 @@ def test_deep_json_on_the_large_stack_is_a_recursion_error_not_a_crash():
     with pytest.raises(RecursionError):
         run_with_large_stack(lambda: json.loads(deep))
     assert run_with_large_stack(lambda: len(str(json.loads("[" * 600 + "]" * 600)))) == 1200
-
-
-def test_recovery_keeps_the_reason_and_retries_until_build_works():
-    attempts, logs = [], []
-
-    def build():
-        attempts.append(1)
-        if len(attempts) < 3:
-            raise FileExistsError("[Errno 17] File exists: '/x/cbmir'")
-
-    recovery = Recovery(build, 0.05, logs.append)
-    assert recovery.attempt() is False
-    assert "index unavailable: FileExistsError" in recovery.reason
-    recovery.start_retrying()
-    deadline = time.monotonic() + 10
-    while recovery.reason is not None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert recovery.reason is None and len(attempts) == 3
-    assert len(logs) == 2  # one line for the failure (not one per retry), one for the recovery
-    recovery.stop()

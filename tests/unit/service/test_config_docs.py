@@ -12,7 +12,7 @@ import pytest
 
 from cbmir.service.config import KEYS, REPO_ROOT, Config, load_config
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 DOCUMENTS = ("README.md", "docs/plugin.md")
 # What the tables write for values that depend on the installation.
 SYMBOLS = {"<checkout>": str(REPO_ROOT), "<Orthanc IndexDirectory>": "OrthancStorage"}
