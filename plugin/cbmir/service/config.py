@@ -56,7 +56,7 @@ class Config:
     postgresql: dict | None = None  # {"Host", "Port", ...}; None: Orthanc's PostgreSQL section
     node_name: str = ""  # "": Orthanc's Name + hostname + HttpPort (see node_name_for)
     claim_seconds: float = 30.0  # a claim's lease; a dead node's work is taken over after it
-    replica_poll_seconds: float = 0.25  # how often a node's replica reads new rows
+    replica_poll_seconds: float = 0.5  # replica/claimer poll (NOTIFY wakes them at once)
     reconcile_seconds: float = 300.0  # cluster: periodic reconciliation against Orthanc
 
     def accepts_modality(self, modality: str) -> bool:

@@ -124,8 +124,9 @@ class Replica:
     def follow_generations(self) -> None:
         """Take part in a re-index started on another node; switch when the row flips."""
         engine = self.engine
-        active = int(self.store.get_state("active_generation", "1"))
-        reindex = int(self.store.get_state("reindex_generation", "0") or 0)
+        state = self.store.states("active_generation", "reindex_generation")
+        active = int(state.get("active_generation", "1"))
+        reindex = int(state.get("reindex_generation", "0") or 0)
         running = engine.reindex_progress.get("running")
         if reindex and reindex != engine.active.generation and engine.target is None \
                 and not running and self.list_instances is not None:

@@ -199,6 +199,12 @@ class PgStore:
                          (str(generation),))
         return True
 
+    def states(self, *keys: str) -> dict[str, str]:
+        """Several state values in one round trip (absent keys are left out)."""
+        with self.connection() as conn:
+            return dict(conn.execute("SELECT key, value FROM cbmir_index.state WHERE key = ANY(%s)",
+                                     (list(keys),)).fetchall())
+
     @property
     def active_generation(self) -> int:
         return int(self.get_state("active_generation", "1"))
@@ -475,6 +481,8 @@ class PgStore:
     def changes_since(self, seq: int, generations: list[int], limit: int = 5000) -> tuple:
         """(inserted rows with vectors, tombstones, new seq) after `seq`, read in one snapshot.
         Rows commit in seq order (SEQ_LOCK), so nothing below the answer's seq comes later."""
+        if self.last_seq() <= seq:  # the idle poll: one round trip
+            return [], [], seq
         with self.connection() as conn, conn.transaction():
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             top = conn.execute(
