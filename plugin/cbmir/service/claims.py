@@ -151,6 +151,8 @@ class ClusterQueue(WorkQueue):
         self._thread: threading.Thread | None = None
         self.claimed = 0  # rows claimed by this node since start
         self.can_work = lambda: True  # False (no model here): leave the work to other nodes
+        self.has_peers = lambda: True  # other live nodes that may take fresh arrivals
+        self.waiting_for_age = False  # the last claim left young rows to the others
 
     # -- what the engine, follower and routes call --------------------------------------------
     def put(self, instance: str, force: bool = False, arrival: bool = False) -> None:
@@ -230,8 +232,9 @@ class ClusterQueue(WorkQueue):
         room = 2 * self.batch_size - WorkQueue.pending(self)
         if room <= 0 or not self.can_work():
             return 0
-        storing = self.clock() - self.last_arrival < BUSY_WINDOW
+        storing = self.clock() - self.last_arrival < BUSY_WINDOW and self.has_peers()
         rows = self.claims.claim(room, min_age=self.hold if storing else 0.0)
+        self.waiting_for_age = storing and not rows
         for instance, _generation, force, arrival, age in rows:
             self._take(instance, force, arrival, age)
         self.claimed += len(rows)
@@ -249,7 +252,9 @@ class ClusterQueue(WorkQueue):
             except Exception as error:  # noqa: BLE001 - PostgreSQL away: try again
                 self.log(f"CBMIR: claiming work failed: {error!r}")
                 time.sleep(1.0)
-            self.wake.wait(self.poll_seconds)
+            # rows left to the others become ours once they waited `hold`: look again soon
+            self.wake.wait(min(self.poll_seconds, 0.1) if self.waiting_for_age
+                           else self.poll_seconds)
             self.wake.clear()
         try:  # a clean stop hands this node's unfinished claims to the others at once
             with self._cond:

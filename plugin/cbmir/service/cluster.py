@@ -71,6 +71,7 @@ class ClusterEngine(Engine):
         self.replica = Replica(self, self.store, config.replica_poll_seconds, list_instances)
         self.replica.applied = self._seq_at_open  # read before the index was loaded
         self.store.on_uncached_rows = self.replica.catch_up
+        self.queue.has_peers = lambda: self.replica.peers > 0  # alone: work as one node does
         self.store.before_drop = self.wait_nodes_switched
         from cbmir.vectors.pg_store import conninfo
         self.listener = Listener(conninfo(config.postgresql), {

@@ -19,6 +19,7 @@ import time
 import numpy as np
 
 HEARTBEAT_SECONDS = 2.0
+PEER_SECONDS = 10.0  # a node whose heartbeat is older is not counted as alive
 
 
 class Replica:
@@ -31,6 +32,7 @@ class Replica:
         self.applied_rows = 0
         self.applied_tombstones = 0
         self.error: str | None = None
+        self.peers = 0  # other nodes alive at the last heartbeat
         self._stop = threading.Event()
         self._wake = threading.Event()  # catch_up asks for a poll now
         self._applied = threading.Condition()
@@ -151,11 +153,15 @@ class Replica:
         old.discard_files()
 
     def heartbeat(self) -> None:
+        """Say this node is alive (and its replica state); count the other live nodes."""
         self._beat = time.monotonic()
         with self.store.connection() as conn:
             conn.execute("INSERT INTO cbmir_index.nodes (name, seen, replica) VALUES (%s, now(), %s) "
                          "ON CONFLICT (name) DO UPDATE SET seen=now(), replica=excluded.replica",
                          (self.store.node, json.dumps(self.describe())))
+            self.peers = conn.execute(
+                "SELECT count(*) FROM cbmir_index.nodes WHERE name <> %s AND seen > now() - "
+                "make_interval(secs => %s)", (self.store.node, PEER_SECONDS)).fetchone()[0]
 
     def describe(self) -> dict:
         index = self.engine.active

@@ -268,6 +268,10 @@ def test_a_node_that_is_storing_leaves_its_fresh_arrivals_to_the_others(pg_store
     storing.last_arrival = storing.clock()
     assert storing.claim_once() == 1
     assert storing.oldest_age(arrivals_only=True) >= 0.5  # its pacer does not hold it again
+    alone = ClusterQueue(claims_for(store, "c"), lambda: 1, log=lambda m: None, hold=0.5)
+    alone.has_peers = lambda: False  # no other live node: it works as a single node does
+    alone.put("solo", arrival=True)
+    assert alone.claim_once() == 1
 
 
 def test_notifications_wake_the_other_nodes(pg_database, pg_store):
