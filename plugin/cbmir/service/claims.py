@@ -148,6 +148,7 @@ class ClusterQueue(WorkQueue):
         self.log = log
         self.wake = threading.Event()
         self._remote: set[str] = set()  # pending elsewhere in the cluster (last wait_done)
+        self._bulk: set[str] = set()  # enqueued by put_bulk, not yet put() by the engine
         self._thread: threading.Thread | None = None
         self.claimed = 0  # rows claimed by this node since start
         self.can_work = lambda: True  # False (no model here): leave the work to other nodes
@@ -156,6 +157,10 @@ class ClusterQueue(WorkQueue):
 
     # -- what the engine, follower and routes call --------------------------------------------
     def put(self, instance: str, force: bool = False, arrival: bool = False) -> None:
+        with self._cond:
+            if force and instance in self._bulk:  # enqueued by put_bulk a moment ago
+                self._bulk.discard(instance)
+                return
         if arrival:
             with self._cond:
                 self.last_arrival = self.clock()
@@ -165,6 +170,17 @@ class ClusterQueue(WorkQueue):
     def put_many(self, instances, force: bool = False) -> int:
         count = self.claims.enqueue(instances, self.write_generation(), force=force)
         self.wake.set()
+        return count
+
+    def put_bulk(self, instances, force: bool = False, chunk: int = 1000) -> int:
+        """Enqueue a re-index's list in chunks (one statement each); the engine's per-instance
+        `put` of these instances that follows costs nothing then."""
+        instances = list(instances)
+        count = 0
+        for start in range(0, len(instances), chunk):
+            count += self.put_many(instances[start:start + chunk], force=force)
+        with self._cond:
+            self._bulk.update(instances)
         return count
 
     def done(self, instances) -> None:

@@ -103,7 +103,12 @@ class ClusterEngine(Engine):
             if not self.store.begin_reindex(active, active + 1):
                 return False
             resume_generation = active + 1
-        return super().start_reindex(list_instances, resume_generation=resume_generation)
+
+        def listed():  # the whole list in a few statements, not one transaction per instance
+            instances = list_instances()
+            self.queue.put_bulk(instances, force=True)
+            return instances
+        return super().start_reindex(listed, resume_generation=resume_generation)
 
     def wait_nodes_switched(self, generation: int, timeout: float = NODES_SWITCH_SECONDS) -> bool:
         """Before the rows of the old generation go: wait until every live node (a heartbeat
