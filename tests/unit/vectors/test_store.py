@@ -174,3 +174,22 @@ def test_an_index_written_before_fingerprints_is_migrated_in_place(tmp_path):
     store.add([new], 1)
     assert store.fingerprint("b", 1) == "file-9" and store.counts(1)["indexed"] == 2
     Store(tmp_path)  # opening a migrated index again changes nothing
+
+
+def test_a_rejection_keeps_the_fingerprint_of_its_file_and_old_indexes_gain_the_column(tmp_path):
+    import sqlite3
+
+    store = Store(tmp_path)
+    store.reject("a", "skipped", "modality CT", {"fingerprint": "file-1"})
+    store.reject("b", "failed", "cut short")
+    assert (store.rejection("a")["fingerprint"], store.rejection("b")["fingerprint"]) == (
+        "file-1", None)
+    store.close()
+    conn = sqlite3.connect(tmp_path / "cbmir.sqlite")  # the schema an earlier release wrote
+    conn.execute("ALTER TABLE rejected DROP COLUMN fingerprint")
+    conn.commit()
+    conn.close()
+    store = Store(tmp_path)
+    assert store.rejection("a")["fingerprint"] is None and store.rejection("a")["kind"] == "skipped"
+    store.reject("c", "skipped", "no pixels", {"fingerprint": "file-3"})
+    assert store.rejection("c")["fingerprint"] == "file-3"
