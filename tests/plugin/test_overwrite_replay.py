@@ -73,10 +73,19 @@ def test_an_overwrite_made_while_the_plugin_was_off_is_re_indexed(make_server, m
     y, x = np.mgrid[0:64, 0:64]
     disc = ((x - 40) ** 2 + (y - 24) ** 2 < 150) * 3000 + x * 15  # nothing like the noise
     second = overwritten(first, "second", disc)
+    # A CT (skipped: not in CBMIR.Modalities) later overwritten by an MR with the same UIDs.
+    ct = mr_image((np.random.default_rng(3).random((64, 64)) * 4000).astype(np.uint16),
+                  "OVR-CT", generate_uid(), generate_uid(), label="was CT", modality="CT")
+    ct_as_mr = pydicom.dcmread(io.BytesIO(ct))
+    ct_as_mr.Modality = "MR"
+    buffer = io.BytesIO()
+    ct_as_mr.save_as(buffer)
     instance = server.upload(first)["ID"]
     server.upload(other)
+    skipped = server.upload(ct)["ID"]
     server.wait_idle()
     assert [r[1] for r in rows_of(server, instance)] == ["first"]
+    assert server.get(f"/cbmir/similar/{skipped}", params=ALL).status_code == 422
 
     server.stop()  # overwrite X with the plugin off: its DELETED callback never reaches CBMIR
     server.overrides = {"OverwriteInstances": True, "Plugins": PLUGIN_OFF}
@@ -84,6 +93,7 @@ def test_an_overwrite_made_while_the_plugin_was_off_is_re_indexed(make_server, m
     assert server.get("/cbmir/status").status_code == 404  # really off
     assert server.upload(second)["ID"] == instance  # same UIDs: same Orthanc ID
     assert server.get(f"/instances/{instance}/content/0020,4000").text.strip() == "second"
+    assert server.upload(buffer.getvalue())["ID"] == skipped
     server.stop()
 
     server.overrides = {"OverwriteInstances": True}
@@ -104,3 +114,6 @@ def test_an_overwrite_made_while_the_plugin_was_off_is_re_indexed(make_server, m
     assert float(stored @ new) >= 0.999, f"stored vs `cbmir embed` cosine {float(stored @ new)}"
     info = server.get(f"/instances/{instance}/attachments/dicom/info").json()
     assert rows[0][3] == info["Uuid"]  # the fingerprint of the file it was made from
+    # the skipped CT, overwritten by an MR unseen, is indexed now (not left "skipped")
+    assert [r[1] for r in rows_of(server, skipped)] == ["was CT"], \
+        "an instance skipped before an unseen overwrite stayed skipped"

@@ -200,17 +200,19 @@ class Ingestor:
                        if not engine.store.has_instance(instance, index.generation)]
             if not targets:
                 continue
-            if not force and engine.store.rejection(instance) is not None:
+            if not force and not self.rejected_file_changed(instance):
                 continue
             meta = {}
             try:
-                meta, frames = self.load(instance)
+                fingerprint = self.gateway.file_fingerprint(instance)  # before the file
+                meta = {"fingerprint": fingerprint}  # what a rejection records, at least
+                meta, frames = self.load(instance, fingerprint)
                 prepared = {model.input_size: [] for _, model in targets}
                 for frame in frames:  # one pass: `frames` may be a generator (one frame at a time)
                     for size, inputs in prepared.items():
                         inputs.append(preprocess(limits.reduce(frame, size), size))
                 del frames
-            except _Gone:
+            except (_Gone, NotFound):  # deleted since it was queued
                 continue
             except (Skip, decode.NotAnImage, limits.TooLarge) as reason:
                 engine.store.reject(instance, "skipped", str(reason), meta)
@@ -284,6 +286,24 @@ class Ingestor:
             self.engine.log.info(f"CBMIR: {instance} was overwritten since it was indexed "
                                  f"(its file changed): indexing it again")
 
+    def rejected_file_changed(self, instance: str) -> bool:
+        """False for an instance recorded skipped/failed from the file Orthanc still has (or
+        from an unknown file: rejections an earlier release wrote); True for one never
+        rejected, or overwritten since, unseen (then it is tried again: one REST call)."""
+        rejected = self.engine.store.rejection(instance)
+        if rejected is None:
+            return True
+        if not rejected.get("fingerprint"):
+            return False
+        try:
+            changed = self.gateway.file_fingerprint(instance) != rejected["fingerprint"]
+        except NotFound:
+            return False  # deleted: its DELETED callback or the reconciliation removes it
+        if changed:
+            self.engine.log.info(f"CBMIR: {instance} was overwritten since it was "
+                                 f"{rejected['kind']}: trying it again")
+        return changed
+
     def drop_deleted_meanwhile(self, instances: set[str]) -> None:
         """An instance deleted while it was being embedded must not stay indexed: its
         DELETED callback may have run before our insert. Checked after the insert, so
@@ -295,13 +315,12 @@ class Ingestor:
             if self.gateway.instance_exists(instance):
                 self.engine.queue.put(instance, force=True)
 
-    def load(self, instance: str) -> tuple[dict, Iterator[np.ndarray]]:
+    def load(self, instance: str, fingerprint: str) -> tuple[dict, Iterator[np.ndarray]]:
         """Metadata and display-ready frames (decoded lazily, one at a time) of a stored
-        instance; raises Skip or errors (decoding errors while iterating the frames)."""
+        instance; raises Skip or errors (decoding errors while iterating the frames).
+        `fingerprint` was read before the file: an overwrite between the two leaves an old
+        fingerprint beside new pixels (re-embedded once more), never the reverse."""
         try:
-            # The fingerprint before the file: an overwrite between the two leaves an old
-            # fingerprint beside new pixels (re-embedded once more), never the reverse.
-            fingerprint = self.gateway.file_fingerprint(instance)
             dicom = self.gateway.instance_dicom(instance)
         except NotFound as error:
             raise _Gone(instance) from error  # deleted since it was queued

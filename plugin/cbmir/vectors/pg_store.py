@@ -28,7 +28,7 @@ from psycopg_pool import ConnectionPool
 from cbmir.vectors.row_cache import RowCache
 from cbmir.vectors.store import LEVEL_COLUMNS, META_FIELDS, Record  # noqa: F401
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 MIGRATION_LOCK = 0x43424D52  # 'CBMR': serialises schema creation by nodes starting together
 SEQ_LOCK = 0x43424D53  # held by every transaction that takes a replica-visible seq
 
@@ -76,6 +76,10 @@ ALTER TABLE cbmir_index.queue ADD COLUMN claimed_at TIMESTAMPTZ;
     # 3: the fingerprint of the file a vector was made from (as the SQLite store, issue 11).
     3: """
 ALTER TABLE cbmir_index.vectors ADD COLUMN fingerprint TEXT;
+""",
+    # 4: and of the file a rejection was decided on.
+    4: """
+ALTER TABLE cbmir_index.rejected ADD COLUMN fingerprint TEXT;
 """,
 }
 NOTIFY = "SELECT pg_notify('cbmir_index', %s)"  # cbmir.service.notify (sent at commit)
@@ -445,14 +449,15 @@ class PgStore:
         with self.connection() as conn, conn.transaction():
             conn.execute(
                 "INSERT INTO cbmir_index.rejected (instance, kind, reason, sop_uid, orthanc_patient,"
-                " orthanc_study, orthanc_series, at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT (instance) DO UPDATE SET kind=excluded.kind, reason=excluded.reason,"
-                " sop_uid=excluded.sop_uid, orthanc_patient=excluded.orthanc_patient,"
-                " orthanc_study=excluded.orthanc_study, orthanc_series=excluded.orthanc_series,"
-                " at=excluded.at",
+                " orthanc_study, orthanc_series, at, fingerprint) VALUES (%s, %s, %s, %s, %s, %s,"
+                " %s, %s, %s) ON CONFLICT (instance) DO UPDATE SET kind=excluded.kind,"
+                " reason=excluded.reason, sop_uid=excluded.sop_uid,"
+                " orthanc_patient=excluded.orthanc_patient, orthanc_study=excluded.orthanc_study,"
+                " orthanc_series=excluded.orthanc_series, at=excluded.at,"
+                " fingerprint=excluded.fingerprint",
                 (instance, kind, reason[:2000], meta.get("sop_uid", ""),
                  meta.get("orthanc_patient", ""), meta.get("orthanc_study", ""),
-                 meta.get("orthanc_series", ""), time.time()))
+                 meta.get("orthanc_series", ""), time.time(), meta.get("fingerprint")))
             conn.execute("DELETE FROM cbmir_index.queue WHERE instance=%s", (instance,))
 
     def rejection(self, instance: str) -> dict | None:

@@ -37,7 +37,8 @@ CREATE INDEX IF NOT EXISTS vectors_series ON vectors (orthanc_series);
 CREATE INDEX IF NOT EXISTS vectors_patient ON vectors (orthanc_patient);
 CREATE TABLE IF NOT EXISTS rejected (
   instance TEXT PRIMARY KEY, kind TEXT NOT NULL, reason TEXT NOT NULL, sop_uid TEXT,
-  orthanc_patient TEXT, orthanc_study TEXT, orthanc_series TEXT, at REAL NOT NULL);
+  orthanc_patient TEXT, orthanc_study TEXT, orthanc_series TEXT, at REAL NOT NULL,
+  fingerprint TEXT);
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS attempts (instance TEXT PRIMARY KEY, count INTEGER NOT NULL,
   at REAL NOT NULL);
@@ -89,11 +90,13 @@ class Store:
 
     def _migrate(self) -> None:
         """Bring an index written by an earlier release up to this schema. `fingerprint`
-        (added for overwrites the plugin never saw): NULL in old rows means unknown."""
+        (added for overwrites the plugin never saw), in vectors and in rejected: NULL in old
+        rows means unknown."""
         conn = self._conn()
-        columns = {row[1] for row in conn.execute("PRAGMA table_info(vectors)")}
-        if "fingerprint" not in columns:
-            conn.execute("ALTER TABLE vectors ADD COLUMN fingerprint TEXT")
+        for table in ("vectors", "rejected"):
+            columns = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+            if "fingerprint" not in columns:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN fingerprint TEXT")
 
     def warm_cache(self, generation: int) -> None:
         """Load up to the cache's limit of rows of `generation` (whole instances)."""
@@ -344,15 +347,16 @@ class Store:
 
     # -- rejected --------------------------------------------------------------------------
     def reject(self, instance: str, kind: str, reason: str, meta: dict | None = None) -> None:
-        """kind 'skipped' (not an image, other modality) or 'failed' (could not decode/embed)."""
+        """kind 'skipped' (not an image, other modality) or 'failed' (could not decode/embed);
+        meta["fingerprint"]: the file it was decided on (an unseen overwrite is tried again)."""
         meta = meta or {}
         with self._write_lock:
             self._conn().execute(
                 "INSERT OR REPLACE INTO rejected (instance, kind, reason, sop_uid, orthanc_patient,"
-                " orthanc_study, orthanc_series, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                " orthanc_study, orthanc_series, at, fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (instance, kind, reason[:2000], meta.get("sop_uid", ""),
                  meta.get("orthanc_patient", ""), meta.get("orthanc_study", ""),
-                 meta.get("orthanc_series", ""), time.time()))
+                 meta.get("orthanc_series", ""), time.time(), meta.get("fingerprint")))
 
     def rejection(self, instance: str) -> dict | None:
         row = self._conn().execute("SELECT * FROM rejected WHERE instance=?", (instance,)).fetchone()

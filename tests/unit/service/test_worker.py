@@ -164,3 +164,28 @@ def test_an_indexed_instance_deleted_from_orthanc_is_left_to_its_deleted_callbac
     orthanc.delete("x")
     ingestor.process([("x", False)])  # no error; the rows go with the DELETED callback
     assert len(engine.indexed_rows("x")) == 1 and engine.rejection("x") is None
+
+
+def test_a_skipped_instance_overwritten_unseen_is_tried_again_from_its_new_file(tmp_path):
+    """Issue 11 point 9 for rejections: a CT skipped, then overwritten by an MR with the same
+    ID while the plugin did not see it, is indexed when the replay brings it back."""
+    orthanc, engine, ingestor, lines = setup(tmp_path)
+    orthanc.store("x", slice_bytes(seed=6, modality="CT"))
+    ingestor.process([("x", False)])
+    assert engine.rejection("x")["fingerprint"] == orthanc.instances["x"]["uuid"]
+    orthanc.store("x", slice_bytes(seed=6, label="now MR"))  # same ID, new file, no callback
+    ingestor.process([("x", False)])
+    (row,) = engine.indexed_rows("x")
+    assert row["label"] == "now MR" and engine.rejection("x") is None
+    assert any("x was overwritten since it was skipped" in line for line in lines)
+
+
+def test_a_rejected_instance_replayed_with_the_same_file_is_left_alone(tmp_path):
+    orthanc, engine, ingestor, _ = setup(tmp_path)
+    orthanc.store("x", slice_bytes(seed=7, modality="CT"))
+    ingestor.process([("x", False)])
+    before = engine.rejection("x")
+    orthanc.calls.clear()
+    ingestor.process([("x", False)])
+    assert orthanc.calls == ["/instances/x/attachments/dicom/info"]  # no file read
+    assert engine.rejection("x") == before and engine.indexed_rows("x") == []

@@ -205,12 +205,34 @@ def test_the_postgresql_schema_is_migrated_and_a_newer_one_refused(request):
     store.add([record("a")], 1)
     with store.connection() as conn:  # the schema of version 2 (before fingerprints)
         conn.execute("ALTER TABLE cbmir_index.vectors DROP COLUMN fingerprint")
+        conn.execute("ALTER TABLE cbmir_index.rejected DROP COLUMN fingerprint")
         conn.execute("UPDATE cbmir_index.state SET value='2' WHERE key='schema_version'")
     store.close()
     store = PgStore(settings, pool_size=1)
-    assert store.get_state("schema_version") == str(SCHEMA_VERSION) == "3"
+    assert store.get_state("schema_version") == str(SCHEMA_VERSION) == "4"
     assert store.fingerprint("a", 1) is None and store.counts(1)["indexed"] == 1
+    store.reject("r", "skipped", "modality CT", {"fingerprint": "file-1"})
+    assert store.rejection("r")["fingerprint"] == "file-1"
     store.set_state("schema_version", SCHEMA_VERSION + 1)
     store.close()
     with pytest.raises(RuntimeError, match="newer than this plugin"):
         PgStore(settings, pool_size=1)
+
+
+def test_a_rejection_keeps_the_fingerprint_of_its_file_and_old_indexes_gain_the_column(tmp_path):
+    import sqlite3
+
+    store = Store(tmp_path)
+    store.reject("a", "skipped", "modality CT", {"fingerprint": "file-1"})
+    store.reject("b", "failed", "cut short")
+    assert (store.rejection("a")["fingerprint"], store.rejection("b")["fingerprint"]) == (
+        "file-1", None)
+    store.close()
+    conn = sqlite3.connect(tmp_path / "cbmir.sqlite")  # the schema an earlier release wrote
+    conn.execute("ALTER TABLE rejected DROP COLUMN fingerprint")
+    conn.commit()
+    conn.close()
+    store = Store(tmp_path)
+    assert store.rejection("a")["fingerprint"] is None and store.rejection("a")["kind"] == "skipped"
+    store.reject("c", "skipped", "no pixels", {"fingerprint": "file-3"})
+    assert store.rejection("c")["fingerprint"] == "file-3"
