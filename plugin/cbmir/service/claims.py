@@ -31,21 +31,23 @@ class Claims:
         self.store, self.node, self.lease = store, node, float(lease)
 
     def enqueue(self, instances, generation: int, force: bool = False,
-                arrival: bool = False) -> int:
+                arrival: bool = False, only_new: bool = True) -> int:
         """Queue work not done yet (no vectors in `generation`; not rejected unless `force`);
-        returns how many rows are new. Idempotent: one row per (instance, generation)."""
+        returns how many rows are new. Idempotent: one row per (instance, generation).
+        `only_new=False` queues done work too: a change seen for the first time may be an
+        overwrite this plugin never saw, which the worker detects (its file's fingerprint)."""
         instances = list(dict.fromkeys(instances))
         if not instances:
             return 0
         with self.store.connection() as conn, conn.transaction():
             cursor = conn.execute(
                 "INSERT INTO cbmir_index.queue (instance, generation, force, arrival) "
-                "SELECT i, %s, %s, %s FROM unnest(%s::text[]) AS i WHERE NOT EXISTS "
+                "SELECT i, %s, %s, %s FROM unnest(%s::text[]) AS i WHERE NOT %s OR (NOT EXISTS "
                 "(SELECT 1 FROM cbmir_index.vectors v WHERE v.instance=i AND v.generation=%s) AND "
-                "(%s OR NOT EXISTS (SELECT 1 FROM cbmir_index.rejected r WHERE r.instance=i)) "
+                "(%s OR NOT EXISTS (SELECT 1 FROM cbmir_index.rejected r WHERE r.instance=i))) "
                 "ON CONFLICT (instance, generation) DO UPDATE SET force=true "
                 "WHERE excluded.force AND NOT cbmir_index.queue.force",
-                (generation, force, arrival, instances, generation, force))
+                (generation, force, arrival, instances, only_new, generation, force))
             if cursor.rowcount:
                 conn.execute(NOTIFY, ("queue",))
             return cursor.rowcount
@@ -167,8 +169,9 @@ class ClusterQueue(WorkQueue):
         self.claims.enqueue([instance], self.write_generation(), force=force, arrival=arrival)
         self.wake.set()
 
-    def put_many(self, instances, force: bool = False) -> int:
-        count = self.claims.enqueue(instances, self.write_generation(), force=force)
+    def put_many(self, instances, force: bool = False, only_new: bool = True) -> int:
+        count = self.claims.enqueue(instances, self.write_generation(), force=force,
+                                    only_new=only_new)
         self.wake.set()
         return count
 

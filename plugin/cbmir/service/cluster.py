@@ -212,12 +212,20 @@ class ClusterFollower(ChangeFollower):
 
     def poll(self) -> None:
         store, queue = self.engine.store, self.engine.queue
-        since = max(0, int(store.get_state(CHECKPOINT, "0")) - REPLAY_WINDOW)
+        checkpoint = int(store.get_state(CHECKPOINT, "0"))
+        since = max(0, checkpoint - REPLAY_WINDOW)
         while not queue.stopped:
             answer = self.gateway.changes(since, PAGE)
-            new = [c["ID"] for c in answer.get("Changes", []) if c["ChangeType"] == "NewInstance"]
-            if new:
-                queue.put_many(new)
+            stored = [c for c in answer.get("Changes", []) if c["ChangeType"] == "NewInstance"]
+            # Seen for the first time (past the checkpoint): queued even when indexed, so the
+            # worker can tell an overwrite it never saw by the file's fingerprint, as in
+            # one-node mode; the window re-read behind it only fills gaps (fact 8).
+            first = [c["ID"] for c in stored if int(c.get("Seq", 0)) > checkpoint]
+            again = [c["ID"] for c in stored if int(c.get("Seq", 0)) <= checkpoint]
+            if first:
+                queue.put_many(first, only_new=False)
+            if again:
+                queue.put_many(again)
             last = int(answer.get("Last", since))
             if last > since:
                 since = last

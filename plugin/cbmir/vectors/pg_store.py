@@ -28,7 +28,7 @@ from psycopg_pool import ConnectionPool
 from cbmir.vectors.row_cache import RowCache
 from cbmir.vectors.store import LEVEL_COLUMNS, META_FIELDS, Record  # noqa: F401
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 MIGRATION_LOCK = 0x43424D52  # 'CBMR': serialises schema creation by nodes starting together
 SEQ_LOCK = 0x43424D53  # held by every transaction that takes a replica-visible seq
 
@@ -75,11 +75,15 @@ ALTER TABLE cbmir_index.queue ADD COLUMN claimed_at TIMESTAMPTZ;
 """,
     # 3: the fingerprint of the file a vector was made from (as the SQLite store, issue 11).
     3: """
-ALTER TABLE cbmir_index.vectors ADD COLUMN fingerprint TEXT;
+ALTER TABLE cbmir_index.vectors ADD COLUMN IF NOT EXISTS fingerprint TEXT;
 """,
     # 4: and of the file a rejection was decided on.
     4: """
-ALTER TABLE cbmir_index.rejected ADD COLUMN fingerprint TEXT;
+ALTER TABLE cbmir_index.rejected ADD COLUMN IF NOT EXISTS fingerprint TEXT;
+""",
+    # 5: which node deleted (its own deletes are handled by its engine: Engine.deleted_since).
+    5: """
+ALTER TABLE cbmir_index.deleted ADD COLUMN IF NOT EXISTS node TEXT;
 """,
 }
 NOTIFY = "SELECT pg_notify('cbmir_index', %s)"  # cbmir.service.notify (sent at commit)
@@ -250,9 +254,8 @@ class PgStore:
         self.cache.put(fresh)
         return inserted
 
-    @staticmethod
-    def _deleted_since_claim(conn, records: list[Record]) -> set[str]:
-        """Instances of `records` under a resource some node deleted after this instance's
+    def _deleted_since_claim(self, conn, records: list[Record]) -> set[str]:
+        """Instances of `records` under a resource another node deleted after this instance's
         work was claimed: its vectors would outlive the delete (the deleting node found no
         rows yet). Their queue rows stay: the next claim finds the instance gone, or stored
         again (overwritten) and embeds the new content."""
@@ -262,8 +265,9 @@ class PgStore:
             "AND claimed_at IS NOT NULL GROUP BY instance", (instances,)).fetchall())
         if not claimed:
             return set()
-        deleted = conn.execute("SELECT level, resource, at FROM cbmir_index.deleted "
-                               "WHERE at >= %s", (min(claimed.values()),)).fetchall()
+        deleted = conn.execute("SELECT level, resource, at FROM cbmir_index.deleted WHERE at >= %s"
+                               " AND node IS DISTINCT FROM %s",  # own deletes: deleted_since
+                               (min(claimed.values()), self.node)).fetchall()
         if not deleted:
             return set()
         stale = set()
@@ -374,8 +378,8 @@ class PgStore:
             if removed:
                 conn.execute(NOTIFY, ("vectors",))
             conn.execute(f"DELETE FROM cbmir_index.rejected WHERE {column}=%s", (orthanc_id,))
-            conn.execute("INSERT INTO cbmir_index.deleted (level, resource) VALUES (%s, %s)",
-                         (level.lower(), orthanc_id))
+            conn.execute("INSERT INTO cbmir_index.deleted (level, resource, node) VALUES "
+                         "(%s, %s, %s)", (level.lower(), orthanc_id, self.node))
             conn.execute(f"DELETE FROM cbmir_index.deleted WHERE at < now() - interval "
                          f"'{DELETED_KEPT}'")
             if column == "instance":

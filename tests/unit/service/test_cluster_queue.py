@@ -94,6 +94,9 @@ def test_done_work_is_not_queued_again_and_a_rejection_ends_it(pg_store):
     store.reject("bad", "failed", "truncated")
     assert claims.enqueue(["done", "bad", "new"], 1) == 1
     assert claims.enqueue(["bad"], 1, force=True) == 1  # a re-index retries rejections
+    assert claims.enqueue(["done"], 1, only_new=False) == 1  # a first-seen change: overwrite?
+    with store.connection() as conn:
+        conn.execute("DELETE FROM cbmir_index.queue WHERE instance='done'")
     claims.claim(10)
     store.reject("new", "skipped", "not an image")
     assert claims.pending(["done", "bad", "new"]) == {"bad"}
@@ -104,11 +107,14 @@ def test_vectors_of_an_instance_deleted_on_another_node_after_its_claim_are_refu
     claims = claims_for(a, "a")
     claims.enqueue(["x", "y", "z"], 1)
     claims.claim(3)  # A starts embedding x, y and z
+    a.delete_resource("series", "other")  # A's own deletes are its engine's business
     b.delete_resource("instance", "x")  # B deletes x and the study of y: no rows yet
     b.delete_resource("study", "st-y")
     ids = a.add([record("x"), record("y", study="st-y"), record("z")], 1)
     assert ids[0] is None and ids[1] is None and ids[2] is not None
     assert a.instances(1) == ["z"] and claims.pending(["x", "y", "z"]) == {"x", "y"}
+    a.delete_resource("instance", "z")  # A itself (an overwrite it found): not refused
+    assert a.add([record("z")], 1)[0] is not None
     with a.connection() as conn:  # stored again later (overwrite): a new claim embeds it
         conn.execute("UPDATE cbmir_index.queue SET claimed_until=NULL")
     claims.claim(3)

@@ -209,7 +209,7 @@ def test_the_postgresql_schema_is_migrated_and_a_newer_one_refused(request):
         conn.execute("UPDATE cbmir_index.state SET value='2' WHERE key='schema_version'")
     store.close()
     store = PgStore(settings, pool_size=1)
-    assert store.get_state("schema_version") == str(SCHEMA_VERSION) == "4"
+    assert store.get_state("schema_version") == str(SCHEMA_VERSION) == "5"
     assert store.fingerprint("a", 1) is None and store.counts(1)["indexed"] == 1
     store.reject("r", "skipped", "modality CT", {"fingerprint": "file-1"})
     assert store.rejection("r")["fingerprint"] == "file-1"
