@@ -79,3 +79,47 @@ def test_stored_on_a_found_on_b_deleted_on_a_gone_from_b(two_nodes, postgres, pg
     assert sql(postgres, pg_database, "SELECT count(*) FROM cbmir_index.vectors WHERE "
                f"instance = '{ghost}'").strip() == "0"
     assert a.status()["indexed"] == 4
+
+
+def test_an_overwrite_through_a_node_without_the_plugin_is_re_indexed(tmp_path, tiny_model,
+                                                                      postgres, pg_database):
+    """OverwriteInstances on a node without CBMIR (a gateway): no CBMIR node hears its DELETED
+    or NEW_INSTANCE; the shared /changes brings the instance back looking "already indexed", and
+    the file's fingerprint tells the CBMIR node to index it again (issue 11 in cluster mode)."""
+    needs_orthanc()
+    overrides, cbmir = cluster_overrides(pg_database, tmp_path / "storage", "node-0")
+    cbmir.update({"CatchUpSeconds": 1, "IndexDelaySeconds": 0.3})
+    node = OrthancServer(tmp_path / "node-0", model_path=tiny_model, cbmir=cbmir,
+                         overrides=dict(overrides, OverwriteInstances=True))
+    plain, _ = cluster_overrides(pg_database, tmp_path / "storage")
+    plain["Plugins"] = [p for p in plain["Plugins"] if "Python" not in p]
+    gateway = OrthancServer(tmp_path / "gateway", overrides=dict(plain, OverwriteInstances=True))
+    try:
+        node.start(timeout=90)
+        gateway.start(timeout=60, wait_plugin=False)
+        rng = np.random.default_rng(7)
+        data = mr_image((rng.random((32, 32)) * 4000).astype(np.uint16), "OVR-GW",
+                        generate_uid(), generate_uid(), label="first")
+        instance = gateway.upload(data)["ID"]
+
+        def label():
+            answer = node.get(f"/cbmir/similar/{instance}", params=ALL)
+            return answer.json()["query"]["label"] if answer.status_code == 200 else None
+        wait_for(lambda: label() == "first", timeout=120, step=0.3)
+        import io
+
+        import pydicom
+        ds = pydicom.dcmread(io.BytesIO(data))
+        ds.ImageComments = "second"
+        buffer = io.BytesIO()
+        ds.save_as(buffer)
+        assert gateway.upload(buffer.getvalue())["ID"] == instance  # same UIDs, same ID
+        wait_for(lambda: label() == "second", timeout=120, step=0.3)
+        assert sql(postgres, pg_database, "SELECT count(*) FROM cbmir_index.vectors WHERE "
+                   f"instance = '{instance}'").strip() == "1"
+    finally:
+        for server in (gateway, node):
+            try:
+                server.stop(timeout=30)
+            except Exception:  # noqa: BLE001
+                server.kill()
