@@ -51,6 +51,30 @@ def test_two_claimers_never_get_the_same_instance(pg_store):
     assert a.claim(5) == [] and b.claim(5) == []
 
 
+def test_simultaneous_claims_never_overlap(pg_store):
+    """Claimers released together by a barrier, round after round: no row twice."""
+    store = pg_store()
+    claims_for(store, "loader").enqueue([f"r{n:03d}" for n in range(240)], 1)
+    nodes = [claims_for(pg_store(f"n{k}"), f"n{k}") for k in range(4)]
+    barrier = threading.Barrier(len(nodes))
+    taken = collections.Counter()
+    lock = threading.Lock()
+
+    def run(claims):
+        for _ in range(12):
+            barrier.wait()
+            rows = claims.claim(5)
+            with lock:
+                taken.update(r[0] for r in rows)
+
+    threads = [threading.Thread(target=run, args=(c,)) for c in nodes]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(taken) == 240 and set(taken.values()) == {1}, taken.most_common(3)
+
+
 def test_an_expired_claim_is_taken_by_another_node(pg_store):
     store = pg_store()
     a, b = claims_for(store, "a", lease=0.5), claims_for(store, "b")
@@ -72,6 +96,22 @@ def test_done_work_is_not_queued_again_and_a_rejection_ends_it(pg_store):
     claims.claim(10)
     store.reject("new", "skipped", "not an image")
     assert claims.pending(["done", "bad", "new"]) == {"bad"}
+
+
+def test_vectors_of_an_instance_deleted_on_another_node_after_its_claim_are_refused(pg_store):
+    a, b = pg_store("a"), pg_store("b")
+    claims = claims_for(a, "a")
+    claims.enqueue(["x", "y", "z"], 1)
+    claims.claim(3)  # A starts embedding x, y and z
+    b.delete_resource("instance", "x")  # B deletes x and the study of y: no rows yet
+    b.delete_resource("study", "st-y")
+    ids = a.add([record("x"), record("y", study="st-y"), record("z")], 1)
+    assert ids[0] is None and ids[1] is None and ids[2] is not None
+    assert a.instances(1) == ["z"] and claims.pending(["x", "y", "z"]) == {"x", "y"}
+    with a.connection() as conn:  # stored again later (overwrite): a new claim embeds it
+        conn.execute("UPDATE cbmir_index.queue SET claimed_until=NULL")
+    claims.claim(3)
+    assert a.add([record("x")], 1)[0] is not None
 
 
 def test_a_claim_without_outcome_is_released_then_dropped(pg_store):
@@ -107,7 +147,7 @@ def test_each_instance_is_embedded_exactly_once_by_concurrent_claimers(pg_store)
                         return
                     time.sleep(0.01)
                     continue
-                for instance, generation, _, _ in rows:
+                for instance, generation, *_ in rows:
                     with lock:
                         processed[instance] += 1
                     store.add([record(instance), record(instance, 1)], generation)
@@ -149,14 +189,16 @@ def make_engine(pg_database, tmp_path):
     from cbmir.service.config import Config
     engines = []
 
-    def make(node, list_instances=None):
+    def make(node, list_instances=None, poll=0.25):
         config = Config(index_directory=tmp_path / node, store="postgresql",
-                        postgresql=pg_database, node_name=node, rebuild_threshold=1000)
+                        postgresql=pg_database, node_name=node, rebuild_threshold=1000,
+                        replica_poll_seconds=poll)
         engines.append(ClusterEngine(config, log=lambda message: None,
                                      list_instances=list_instances))
         return engines[-1]
     yield make
     for engine in engines:
+        engine.replica.stop()
         engine.queue.stop()
         engine.store.close()
 
@@ -198,3 +240,47 @@ def test_a_re_index_started_on_one_node_is_joined_by_the_others(make_engine):
     b.replica.poll()
     assert b.target is not None and b.target.generation == 2
     assert a.claims.pending(["x"]) == {"x"}  # queued once for generation 2
+
+
+def test_reading_an_instance_the_replica_lacks_makes_it_catch_up_first(make_engine):
+    """/cbmir/similar finds the rows in PostgreSQL before the next poll: it must not then
+    search a replica without them (an empty answer)."""
+    a, b = make_engine("a"), make_engine("b", poll=60)
+    b.replica.start()
+    b.replica.catch_up()  # its first poll is done
+    (row_id,) = a.store.add([record("x", value=3)], 1)
+    assert b.store.instance_rows("x", 1)[0]["id"] == row_id
+    assert found(b, [0, 0, 0, 1]) == {row_id}  # without waiting for the 60 s poll
+
+
+def test_a_node_that_is_storing_leaves_its_fresh_arrivals_to_the_others(pg_store):
+    from cbmir.service.claims import ClusterQueue
+    store = pg_store()
+    storing = ClusterQueue(claims_for(store, "a"), lambda: 1, log=lambda m: None, hold=0.5)
+    idle = ClusterQueue(claims_for(store, "b"), lambda: 1, log=lambda m: None, hold=0.5)
+    storing.put("fresh", arrival=True)  # a NEW_INSTANCE on A
+    assert storing.claim_once() == 0  # A is storing: not before it waited `hold`
+    assert idle.claim_once() == 1  # B takes it at once
+    storing.put("later", arrival=True)
+    time.sleep(0.6)  # nobody else took it: A's own turn, as its pacer would have given it
+    storing.last_arrival = storing.clock()
+    assert storing.claim_once() == 1
+    assert storing.oldest_age(arrivals_only=True) >= 0.5  # its pacer does not hold it again
+
+
+def test_notifications_wake_the_other_nodes(pg_database, pg_store):
+    from cbmir.service.notify import Listener
+    from cbmir.vectors.pg_store import conninfo
+    woken = {"vectors": threading.Event(), "queue": threading.Event()}
+    listener = Listener(conninfo(pg_database), {k: e.set for k, e in woken.items()})
+    listener.start()
+    try:
+        store = pg_store()
+        deadline = time.monotonic() + 30
+        while not woken["queue"].is_set() and time.monotonic() < deadline:
+            claims_for(store, "a").enqueue([f"w{time.monotonic()}"], 1)  # until it listens
+            woken["queue"].wait(0.2)
+        store.add([record("v")], 1)
+        assert woken["queue"].is_set() and woken["vectors"].wait(10)
+    finally:
+        listener.stop()

@@ -70,6 +70,8 @@ def test_the_store_defaults_to_sqlite_and_postgresql_reuses_orthancs_section():
     assert config.postgresql == {"Host": "db", "Port": 5433, "Database": "orthanc",
                                  "Username": "u", "Password": "p"}
     assert config.node_name.startswith("A@") and config.node_name.endswith(":8043")
+    assert config.index_directory.parent == Path("OrthancStorage/cbmir")  # a folder per node
+    assert ":" not in config.index_directory.name
     own = {"Host": "other", "Database": "cbmir"}
     config = load_config({"PostgreSQL": pg, "CBMIR": {"Store": "postgresql", "PostgreSQL": own,
                                                       "NodeName": "node-1", "ClaimSeconds": 5}})

@@ -20,6 +20,8 @@ import time
 from cbmir.service.workqueue import WorkQueue
 
 MAX_CLAIMS = 5  # claims of one row that ended with nothing recorded (deleted instance...)
+NOTIFY = "SELECT pg_notify('cbmir_index', %s)"  # as cbmir.vectors.pg_store (notify.py)
+BUSY_WINDOW = 0.15  # seconds since this node's last stored image: still storing (as Pacer)
 
 
 class Claims:
@@ -35,7 +37,7 @@ class Claims:
         instances = list(dict.fromkeys(instances))
         if not instances:
             return 0
-        with self.store.connection() as conn:
+        with self.store.connection() as conn, conn.transaction():
             cursor = conn.execute(
                 "INSERT INTO cbmir_index.queue (instance, generation, force, arrival) "
                 "SELECT i, %s, %s, %s FROM unnest(%s::text[]) AS i WHERE NOT EXISTS "
@@ -44,21 +46,26 @@ class Claims:
                 "ON CONFLICT (instance, generation) DO UPDATE SET force=true "
                 "WHERE excluded.force AND NOT cbmir_index.queue.force",
                 (generation, force, arrival, instances, generation, force))
+            if cursor.rowcount:
+                conn.execute(NOTIFY, ("queue",))
             return cursor.rowcount
 
-    def claim(self, limit: int) -> list[tuple]:
-        """Up to `limit` (instance, generation, force, arrival) rows nobody holds (or whose
-        lease expired), just-stored images first; now held by this node."""
+    def claim(self, limit: int, min_age: float = 0.0) -> list[tuple]:
+        """Up to `limit` (instance, generation, force, arrival, age) rows nobody holds (or whose
+        lease expired) queued at least `min_age` seconds ago, just-stored images first; now
+        held by this node."""
         with self.store.connection() as conn:
             return conn.execute(
                 "WITH picked AS (SELECT instance, generation FROM cbmir_index.queue "
-                " WHERE claimed_until IS NULL OR claimed_until < now() "
+                " WHERE (claimed_until IS NULL OR claimed_until < now()) "
+                " AND enqueued <= now() - make_interval(secs => %s) "
                 " ORDER BY arrival DESC, enqueued LIMIT %s FOR UPDATE SKIP LOCKED) "
-                "UPDATE cbmir_index.queue q SET claimed_by=%s, attempts=q.attempts+1, "
+                "UPDATE cbmir_index.queue q SET claimed_by=%s, attempts=q.attempts+1, claimed_at=now(), "
                 " claimed_until=now() + make_interval(secs => %s) FROM picked "
                 "WHERE q.instance=picked.instance AND q.generation=picked.generation "
-                "RETURNING q.instance, q.generation, q.force, q.arrival",
-                (limit, self.node, self.lease)).fetchall()
+                "RETURNING q.instance, q.generation, q.force, q.arrival, "
+                " EXTRACT(EPOCH FROM now() - q.enqueued)::float8",
+                (min_age, limit, self.node, self.lease)).fetchall()
 
     def renew(self, instances) -> int:
         instances = list(instances)
@@ -131,8 +138,9 @@ class ClusterQueue(WorkQueue):
     """The engine's queue in cluster mode (see the module docstring)."""
 
     def __init__(self, claims: Claims, write_generation, batch_size: int = 8,
-                 poll_seconds: float = 0.25, log=print):
+                 poll_seconds: float = 0.25, log=print, hold: float = 0.0):
         super().__init__()
+        self.hold = hold  # CBMIR.IndexDelaySeconds: see claim_once
         self.claims = claims
         self.write_generation = write_generation  # () -> generation new work is for
         self.batch_size = batch_size
@@ -142,6 +150,7 @@ class ClusterQueue(WorkQueue):
         self._remote: set[str] = set()  # pending elsewhere in the cluster (last wait_done)
         self._thread: threading.Thread | None = None
         self.claimed = 0  # rows claimed by this node since start
+        self.can_work = lambda: True  # False (no model here): leave the work to other nodes
 
     # -- what the engine, follower and routes call --------------------------------------------
     def put(self, instance: str, force: bool = False, arrival: bool = False) -> None:
@@ -204,20 +213,27 @@ class ClusterQueue(WorkQueue):
         with self._cond:
             return list(self._queued) + list(self._in_flight)
 
-    def _take(self, instance: str, force: bool, arrival: bool) -> None:
-        """Into the local queue; only a local store (OnChange) moves the pacer's clock."""
+    def _take(self, instance: str, force: bool, arrival: bool, age: float = 0.0) -> None:
+        """Into the local queue; only a local store (OnChange) moves the pacer's clock, and
+        the time the work already waited in PostgreSQL counts for the pacer's hold."""
         with self._cond:
             last = self.last_arrival
             WorkQueue.put(self, instance, force=force, arrival=arrival)
             self.last_arrival = last
+            if instance in self._since:
+                self._since[instance] = self.clock() - max(0.0, float(age or 0.0))
 
     def claim_once(self) -> int:
+        """Claim what fits in two batches. While this node is storing images, it takes only
+        work that waited `hold` seconds: the others (not storing) embed its arrivals at once,
+        as the one-node pacer would have kept them waiting for `hold` anyway."""
         room = 2 * self.batch_size - WorkQueue.pending(self)
-        if room <= 0:
+        if room <= 0 or not self.can_work():
             return 0
-        rows = self.claims.claim(room)
-        for instance, _generation, force, arrival in rows:
-            self._take(instance, force, arrival)
+        storing = self.clock() - self.last_arrival < BUSY_WINDOW
+        rows = self.claims.claim(room, min_age=self.hold if storing else 0.0)
+        for instance, _generation, force, arrival, age in rows:
+            self._take(instance, force, arrival, age)
         self.claimed += len(rows)
         return len(rows)
 

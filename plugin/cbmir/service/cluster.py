@@ -22,6 +22,7 @@ from cbmir.service import retry
 from cbmir.service.claims import Claims, ClusterQueue
 from cbmir.service.engine import Engine
 from cbmir.service.follower import CHECKPOINT, PAGE, ChangeFollower
+from cbmir.service.notify import Listener
 from cbmir.service.replica import Replica
 
 REPLAY_WINDOW = 1000  # /changes re-read behind the checkpoint (Seq commits out of order)
@@ -49,6 +50,7 @@ def start(engine) -> None:
     if isinstance(engine, ClusterEngine):
         engine.queue.start()
         engine.replica.start()
+        engine.listener.start()
 
 
 def stop(engine) -> None:
@@ -56,6 +58,7 @@ def stop(engine) -> None:
         engine.queue.stop()
         engine.queue.join(5)
         engine.replica.stop(5)
+        engine.listener.stop(3)
 
 
 class ClusterEngine(Engine):
@@ -65,6 +68,10 @@ class ClusterEngine(Engine):
         super().__init__(config, log=log)
         self.replica = Replica(self, self.store, config.replica_poll_seconds, list_instances)
         self.replica.applied = self._seq_at_open  # read before the index was loaded
+        self.store.on_uncached_rows = self.replica.catch_up
+        from cbmir.vectors.pg_store import conninfo
+        self.listener = Listener(conninfo(config.postgresql), {
+            "vectors": self.replica.wake, "queue": self.queue.wake.set}, log=self.log.warning)
         self.reconciliations: dict = {}
 
     def _open_store(self):
@@ -76,9 +83,11 @@ class ClusterEngine(Engine):
     def _new_queue(self):
         c = self.config
         self.claims = Claims(self.store, c.node_name, c.claim_seconds)
-        return ClusterQueue(self.claims, lambda: self.write_index().generation,
-                            batch_size=c.batch_size, poll_seconds=c.replica_poll_seconds,
-                            log=self.log.warning)
+        queue = ClusterQueue(self.claims, lambda: self.write_index().generation,
+                             batch_size=c.batch_size, poll_seconds=c.replica_poll_seconds,
+                             log=self.log.warning, hold=c.index_delay_seconds)
+        queue.can_work = lambda: self.embedder is not None  # else other nodes embed
+        return queue
 
     def start_reindex(self, list_instances, resume_generation: int | None = None) -> bool:
         """Once for the cluster: the re-index target is claimed in PostgreSQL; the other
@@ -119,6 +128,15 @@ class ClusterEngine(Engine):
         return sum(e["queued"] + e["claimed"] for e in self.claims.summary().values())
 
     def status(self) -> dict:
+        import psycopg
+        try:
+            return self._status()
+        except psycopg.OperationalError as error:
+            from cbmir.vectors.search import ApiError
+            raise ApiError(503, f"PostgreSQL unavailable: {error}", replica=self.replica.describe(),
+                           node=self.config.node_name) from None
+
+    def _status(self) -> dict:
         result = super().status()
         queue = self.claims.summary()
         with self.store.connection() as conn:
@@ -131,8 +149,9 @@ class ClusterEngine(Engine):
         last_seq = self.store.last_seq()
         replica = dict(self.replica.describe(), seq_last=last_seq,
                        seq_lag=max(0, last_seq - self.replica.applied))
-        result["pending"] = sum(e["queued"] + e["claimed"] for e in queue.values()) \
-            + self.queue.pending()
+        # this node's local queue holds claimed rows only: they are in the cluster's count
+        result["pending"] = sum(e["queued"] + e["claimed"] for e in queue.values())
+        result["pending_here"] = self.queue.pending()
         result["cluster"] = {
             "store": "postgresql", "node": self.config.node_name,
             "active_generation": self.store.active_generation,

@@ -105,10 +105,14 @@ def parse_tag(text, key: str = _key("LabelTag")) -> tuple[int, int]:
     raise ConfigError(f"{key} must be a DICOM tag like \"0020,4000\" or a keyword, got {text!r}")
 
 
-def default_index_directory(orthanc_config: dict) -> Path:
-    """Beside Orthanc's own database, so a backup of one folder keeps both."""
+def default_index_directory(orthanc_config: dict, node_name: str | None = None) -> Path:
+    """Beside Orthanc's own database, so a backup of one folder keeps both. In cluster mode
+    one sub-folder per node: the Annoy files are each node's own replica, and nodes often
+    share the StorageDirectory."""
     base = orthanc_config.get("IndexDirectory") or orthanc_config.get("StorageDirectory") \
         or "OrthancStorage"
+    if node_name:
+        return Path(str(base)) / "cbmir" / re.sub(r"[^A-Za-z0-9_.-]", "_", node_name)
     return Path(str(base)) / "cbmir"
 
 
@@ -188,7 +192,8 @@ def load_config(orthanc_config: dict) -> Config:
         reconcile_seconds=_seconds(section, "ReconcileSeconds", default.reconcile_seconds,
                                    1, 86400),
         model_path=_path(section, "ModelPath", default.model_path),
-        index_directory=_path(section, "IndexDirectory", default_index_directory(orthanc_config)),
+        index_directory=_path(section, "IndexDirectory", default_index_directory(
+            orthanc_config, node_name if store == "postgresql" else None)),
         modalities=tuple(m.strip().upper() for m in modalities),
         label_tag=parse_tag(section.get("LabelTag", default.label_tag_text)),
         batch_size=_int(section, "BatchSize", default.batch_size, 1, 512),

@@ -32,6 +32,8 @@ class Replica:
         self.applied_tombstones = 0
         self.error: str | None = None
         self._stop = threading.Event()
+        self._wake = threading.Event()  # catch_up asks for a poll now
+        self._applied = threading.Condition()
         self._thread: threading.Thread | None = None
         self._beat = 0.0
 
@@ -41,6 +43,7 @@ class Replica:
 
     def stop(self, timeout: float = 5) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
 
@@ -53,7 +56,29 @@ class Replica:
                 if self.error is None:
                     self.engine.log.warning(f"CBMIR: replica poll failed: {error!r}")
                 self.error = f"{type(error).__name__}: {error}"
-            self._stop.wait(self.poll_seconds)
+            with self._applied:
+                self._applied.notify_all()
+            self._wake.wait(self.poll_seconds)
+            self._wake.clear()
+
+    def wake(self) -> None:
+        """Poll now (a notification of new rows: cbmir.service.notify)."""
+        self._wake.set()
+
+    def catch_up(self, timeout: float = 2.0) -> bool:
+        """Wait (at most `timeout`) until this replica has applied every row committed now.
+        Why: a request that found an instance's rows in PostgreSQL (not in the row cache the
+        feed fills) must not search a replica that lacks them yet (an empty answer)."""
+        target = self.store.last_seq()
+        deadline = time.monotonic() + timeout
+        with self._applied:
+            while self.applied < target and not self._stop.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0 or self._thread is None:
+                    return False
+                self._wake.set()
+                self._applied.wait(min(left, 0.1))
+        return True
 
     # -- one poll ------------------------------------------------------------------------------
     def poll(self) -> int:

@@ -27,7 +27,7 @@ from psycopg_pool import ConnectionPool
 
 from cbmir.vectors.store import LEVEL_COLUMNS, META_FIELDS, Record, RowCache  # noqa: F401
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MIGRATION_LOCK = 0x43424D52  # 'CBMR': serialises schema creation by nodes starting together
 SEQ_LOCK = 0x43424D53  # held by every transaction that takes a replica-visible seq
 
@@ -64,7 +64,17 @@ CREATE INDEX queue_claim ON cbmir_index.queue (claimed_until NULLS FIRST, enqueu
 CREATE TABLE cbmir_index.nodes (name TEXT PRIMARY KEY, seen TIMESTAMPTZ NOT NULL,
   replica JSONB);
 """,
+    # 2: deletions by resource (any node), and when a queue row was claimed: a vector insert
+    # for an instance deleted after its claim (on another node) is refused (PgStore.add).
+    2: """
+CREATE TABLE cbmir_index.deleted (level TEXT NOT NULL, resource TEXT NOT NULL,
+  at TIMESTAMPTZ NOT NULL DEFAULT now());
+CREATE INDEX deleted_at ON cbmir_index.deleted (at);
+ALTER TABLE cbmir_index.queue ADD COLUMN claimed_at TIMESTAMPTZ;
+""",
 }
+NOTIFY = "SELECT pg_notify('cbmir_index', %s)"  # cbmir.service.notify (sent at commit)
+DELETED_KEPT = "1 day"  # how long the resource deletion log is kept
 
 
 def conninfo(settings: dict) -> str:
@@ -91,12 +101,17 @@ class PgStore:
         self.settings = dict(settings)
         self.node = node
         self.pool = ConnectionPool(conninfo(settings), min_size=1, max_size=pool_size,
-                                   kwargs={"autocommit": True}, open=True, timeout=30,
+                                   kwargs={"autocommit": True}, open=True, timeout=15,
                                    check=ConnectionPool.check_connection, name="cbmir")
         self.deletions = 0
         self.cache = RowCache()
+        self.on_uncached_rows = None  # called when instance_rows read PostgreSQL, not the cache
         self._write_lock = threading.Lock()  # only for cache coherence, not for PG
-        self.migrate()
+        try:
+            self.migrate()
+        except BaseException:  # PostgreSQL away at start: the caller retries with a new store
+            self.pool.close()
+            raise
 
     def close(self) -> None:
         self.pool.close()
@@ -194,7 +209,11 @@ class PgStore:
                f"VALUES ({', '.join(['%s'] * len(columns))}) ON CONFLICT DO NOTHING RETURNING id")
         with self.connection() as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (SEQ_LOCK,))
+            stale = self._deleted_since_claim(conn, records)
             for record in records:
+                if record.instance in stale:
+                    inserted.append(None)
+                    continue
                 values = asdict(record)
                 vector = np.asarray(values.pop("vector"), dtype=np.float32).tobytes()
                 row = [generation] + [values[name] for name in META_FIELDS] + [vector, now]
@@ -205,12 +224,40 @@ class PgStore:
                     fresh.append({"id": row_id, "generation": generation,
                                   **{name: values[name] for name in META_FIELDS},
                                   "vector": np.frombuffer(vector, dtype=np.float32)})
-            instances = sorted({r.instance for r in records})
+            instances = sorted({r.instance for r in records} - stale)
             conn.execute("DELETE FROM cbmir_index.rejected WHERE instance = ANY(%s)", (instances,))
             conn.execute("DELETE FROM cbmir_index.queue WHERE instance = ANY(%s) AND generation=%s",
                          (instances, generation))
+            if fresh:
+                conn.execute(NOTIFY, ("vectors",))
         self.cache.put(fresh)
         return inserted
+
+    @staticmethod
+    def _deleted_since_claim(conn, records: list[Record]) -> set[str]:
+        """Instances of `records` under a resource some node deleted after this instance's
+        work was claimed: its vectors would outlive the delete (the deleting node found no
+        rows yet). Their queue rows stay: the next claim finds the instance gone, or stored
+        again (overwritten) and embeds the new content."""
+        instances = sorted({r.instance for r in records})
+        claimed = dict(conn.execute(
+            "SELECT instance, MIN(claimed_at) FROM cbmir_index.queue WHERE instance = ANY(%s) "
+            "AND claimed_at IS NOT NULL GROUP BY instance", (instances,)).fetchall())
+        if not claimed:
+            return set()
+        deleted = conn.execute("SELECT level, resource, at FROM cbmir_index.deleted "
+                               "WHERE at >= %s", (min(claimed.values()),)).fetchall()
+        if not deleted:
+            return set()
+        stale = set()
+        for record in records:
+            since = claimed.get(record.instance)
+            keys = {("instance", record.instance), ("series", record.orthanc_series),
+                    ("study", record.orthanc_study), ("patient", record.orthanc_patient)}
+            if since is not None and any((level, resource) in keys and at >= since
+                                         for level, resource, at in deleted):
+                stale.add(record.instance)
+        return stale
 
     def has_instance(self, instance: str, generation: int) -> bool:
         with self.connection() as conn:
@@ -232,7 +279,10 @@ class PgStore:
         cached = self.cache.instance(instance, generation)
         if cached is not None:
             return cached
-        return self.rows("instance=? AND generation=? ORDER BY frame", (instance, generation), True)
+        rows = self.rows("instance=? AND generation=? ORDER BY frame", (instance, generation), True)
+        if rows and self.on_uncached_rows is not None:
+            self.on_uncached_rows()  # the cluster's replica catches up (cbmir.service.replica)
+        return rows
 
     def instance_for_sop(self, sop_uid: str) -> str | None:
         found = self.instances_for_sop(sop_uid, 1)
@@ -298,9 +348,16 @@ class PgStore:
                         " at) VALUES (%s, %s, %s, %s, %s, %s)",
                         [(row_id, generation, level.lower(), orthanc_id, self.node, now)
                          for row_id, generation in removed])
+            if removed:
+                conn.execute(NOTIFY, ("vectors",))
             conn.execute(f"DELETE FROM cbmir_index.rejected WHERE {column}=%s", (orthanc_id,))
+            conn.execute("INSERT INTO cbmir_index.deleted (level, resource) VALUES (%s, %s)",
+                         (level.lower(), orthanc_id))
+            conn.execute(f"DELETE FROM cbmir_index.deleted WHERE at < now() - interval "
+                         f"'{DELETED_KEPT}'")
             if column == "instance":
-                conn.execute("DELETE FROM cbmir_index.queue WHERE instance=%s", (orthanc_id,))
+                conn.execute("DELETE FROM cbmir_index.queue WHERE instance=%s AND (claimed_by "
+                             "IS NULL OR claimed_until < now())", (orthanc_id,))  # held: see add
         ids = [row_id for row_id, _ in removed]
         self.cache.drop(ids)
         return ids
