@@ -235,6 +235,11 @@ def main() -> int:
              "| nodes | indexed | store img/s | indexed img/s | searchable p50 ms | p95 ms | "
              "never | query p50 ms | p99 ms | queries/s | errors |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |", *rows, "",
+             "- store rate achieved in the searchable run (target "
+             f"{args.rate}/s): " + ", ".join(f"{k}: {v['store_to_searchable']['rate_achieved']}"
+                                              for k, v in results.items()),
+             "- `store img/s` is Orthanc's own storing (4 clients): with the PostgreSQL index "
+             "(orthanc-postgresql) it is slower than with Orthanc's SQLite, before CBMIR does anything.",
              f"- CPU-bound: all nodes, PostgreSQL and the clients share {env['cores']} cores, so "
              "adding nodes here adds processes, not capacity; the figures show the cost of "
              "coordination (claims, replica feeds), not the scale-out a cluster of machines gets.",
