@@ -65,20 +65,23 @@ viewer:
 	$(MAKE) -C viewer-extension build
 
 # Retrieval benchmark on the public figshare set (5 folds + the shipped default model); resumable.
+# MANIFEST=path/to/manifest.csv for data elsewhere (default ../shared/data/figshare-cheng/manifest.csv).
 benchmark-figshare: venv-train
 	export/run-benchmark.sh
 
 # PACS benchmarks (issue figures in docs/benchmarks/): about 30 minutes on 2 cores.
+# Benchmarks share the tests' Orthanc launcher and DICOM builders (tests/): on the path, not in code.
+BENCH := PYTHONPATH=plugin:export:tests $(PY)
 bench: system-deps-test venv-train
-	$(PY) bench/store_overhead.py --images 600 --block 10
-	$(PY) bench/store_overhead.py --images 600 --block 100 --cstore-single 10 --name store-overhead-block100
-	$(PY) bench/store_overhead.py --images 600 --block 100 --cstore-single 10 --index-delay 5 --name store-overhead-block100-delay5
-	$(PY) bench/store_overhead.py --images 600 --block 10 --control --name store-overhead-control
-	$(PY) bench/indexing.py
-	$(PY) bench/query.py --sizes 16000,100000,1000000 --rest 16000
-	$(PY) bench/load.py --seconds 60
-	$(PY) bench/crash.py --images 500 --kills 3
-	$(PY) bench/cluster.py --nodes 1,2,3 --images 300
+	$(BENCH) bench/store_overhead.py --images 600 --block 10
+	$(BENCH) bench/store_overhead.py --images 600 --block 100 --cstore-single 10 --name store-overhead-block100
+	$(BENCH) bench/store_overhead.py --images 600 --block 100 --cstore-single 10 --index-delay 5 --name store-overhead-block100-delay5
+	$(BENCH) bench/store_overhead.py --images 600 --block 10 --control --name store-overhead-control
+	$(BENCH) bench/indexing.py
+	$(BENCH) bench/query.py --sizes 16000,100000,1000000 --rest 16000
+	$(BENCH) bench/load.py --seconds 60
+	$(BENCH) bench/crash.py --images 500 --kills 3
+	$(BENCH) bench/cluster.py --nodes 1,2,3 --images 300
 
 clean:
 	rm -rf $(VENV) build

@@ -23,7 +23,15 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "tests"), str(REPO / "plugin")]
+# Set by `make bench` and the commands in bench/README.md, not edited here: the checkout's
+# plugin, and tests/ for the helpers a benchmark shares with the tests (the real Orthanc of
+# tests/orthanc_server.py, the DICOM builders of tests/support/).
+PYTHONPATH = "plugin:export:tests"
+try:
+    import orthanc_server  # noqa: F401 - only the check that the path is set
+except ImportError:
+    sys.exit(f"bench: run from the repository root with PYTHONPATH={PYTHONPATH} "
+             f"(make bench sets it), e.g. PYTHONPATH={PYTHONPATH} .venv/bin/python {sys.argv[0]}")
 SHARED = REPO.parent / "shared" / "data"
 FIGSHARE = SHARED / "figshare-cheng"
 DICOM_MR = SHARED / "dicom-brain-mr"

@@ -64,13 +64,17 @@ def component_timing(model: Path, datas: list[bytes], batch: int, threads: int) 
     from cbmir.core import decode
     from cbmir.core.embed import Embedder
     from cbmir.core.preprocess import preprocess
+    from cbmir.service.config import Config
     from cbmir.vectors.index import VectorIndex
     from cbmir.vectors.store import Record, Store
 
     threads = threads or max(1, (os.cpu_count() or 2) // 2)  # as Engine.worker_embedder
     embedder = Embedder(model, threads=threads, allow_spinning=False)
     work = common.scratch_dir("cbmir-bench-idx-")
-    store, index = Store(work), VectorIndex(work, rebuild_threshold=10**9)
+    shipped = Config()
+    store = Store(work)
+    index = VectorIndex(work, trees=shipped.annoy_trees, search_k=shipped.annoy_search_k,
+                        candidates=shipped.candidates, rebuild_threshold=10**9)
     embedder.embed_inputs(np.zeros((batch, 1, embedder.input_size, embedder.input_size),
                                    np.float32))  # warm-up
     times = {"decode": 0.0, "preprocess": 0.0, "embed": 0.0, "store_index": 0.0}

@@ -94,7 +94,8 @@ def in_process(db: np.ndarray, queries: np.ndarray, trees: int, settings: list[t
     ids = np.arange(1, len(db) + 1, dtype=np.int64)
     built = len(db) - fresh
     work = common.scratch_dir("cbmir-bench-q-")
-    index = VectorIndex(work, trees=trees, rebuild_threshold=10**9)
+    index = VectorIndex(work, trees=trees, search_k=settings[0][0], candidates=settings[0][1],
+                        rebuild_threshold=10**9)  # each setting is set before its searches
     before = rss_mib()
     started = time.perf_counter()
     index.rebuild(ArrayStore(ids[:built], db[:built]))

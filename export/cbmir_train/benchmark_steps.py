@@ -5,6 +5,7 @@ import hashlib
 import json
 import shutil
 import statistics
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,48 +16,53 @@ from cbmir.core.preprocess import PREPROCESS_VERSION
 from . import datasets
 from .evaluation import embed_records, score_splits
 from .onnx_export import export_run, write_card
-from .quantization import calibration_inputs, latency_ms, quantize_int8
+from .quantization import latency_ms, quantize_with_card, score_precisions
 
 CALIBRATION_IMAGES = 256
 
 
-def _quantize(run_dir: Path, args, calibration_splits: list[str]) -> tuple[Path, Path]:
+@dataclass(frozen=True)
+class BenchmarkSettings:
+    """What the steps need from `cbmir benchmark`'s options (the command converts them once;
+    the defaults of --model-version and --max-int8-map-drop are these)."""
+    manifest: str
+    runs: Path  # work folder; preprocessed inputs are cached in runs/cache
+    input_size: int
+    seed: int = 0
+    name: str = "figshare"  # the report is docs/benchmarks/<name>.md
+    model_version: str = "1.1.0"
+    max_int8_map_drop: float = 0.005
+
+    @property
+    def cache(self) -> Path:
+        return Path(self.runs) / "cache"
+
+
+def _quantize(run_dir: Path, settings: BenchmarkSettings,
+              calibration_splits: list[str]) -> tuple[Path, Path]:
     """FP32 ONNX (+card) and INT8 ONNX (+card) of the run in `run_dir`."""
     fp32, card = export_run(run_dir, run_dir / "model.onnx")
-    inputs = calibration_inputs(args.manifest, calibration_splits, CALIBRATION_IMAGES,
-                                card["input_size"], seed=args.seed)
-    int8 = quantize_int8(fp32, run_dir / "model-int8.onnx", inputs)
-    write_card(int8, {**card, "precision": "int8",
-                      "quantization": {"format": "QDQ", "per_channel": True, "method": "minmax",
-                                       "calibration_images": len(inputs),
-                                       "calibration_splits": calibration_splits}})
+    int8 = run_dir / "model-int8.onnx"
+    quantize_with_card(fp32, int8, card, settings.manifest, calibration_splits,
+                       CALIBRATION_IMAGES, seed=settings.seed)
     return fp32, int8
 
 
-def fold_result(run_dir: Path, records, fold: str, others: list[str], args,
+def fold_result(run_dir: Path, records, fold: str, others: list[str], settings: BenchmarkSettings,
                 check_quantization: bool = False) -> dict:
     """Held-out metrics of the model trained in `run_dir` (+ ONNX parity and INT8 check)."""
     train = json.loads((run_dir / "train.json").read_text())
-    cache = Path(args.runs) / "cache"
-    vectors, _ = embed_records(run_dir, records, cache_dir=cache, progress=False)
+    vectors, _ = embed_records(run_dir, records, cache_dir=settings.cache, progress=False)
     metrics = score_splits(vectors, records, [fold], others)
     metrics.pop("pr_curve")
     result = {"fold": fold, "train_splits": others, "metrics": metrics,
               "train_seconds": train["train_seconds"], "epochs": len(train["history"]),
               "hardware": train["hardware"], "history": train["history"]}
     if check_quantization:
-        fp32, int8 = _quantize(run_dir, args, others)
-        report = {}
-        for name, path in (("fp32", fp32), ("int8", int8)):
-            onnx_vectors, _ = embed_records(path, records, cache_dir=cache, progress=False)
-            scores = score_splits(onnx_vectors, records, [fold], others)
-            report[name] = {"mAP": scores["mAP"], "P@10": scores["P@10"],
-                            "ms_per_image": latency_ms(path, args.input_size)}
-            if name == "fp32":
-                result["onnx_parity_min_cosine"] = float(np.min(np.sum(vectors * onnx_vectors, 1)))
-        report["mAP_change"] = report["int8"]["mAP"] - report["fp32"]["mAP"]
-        report["P@10_change"] = report["int8"]["P@10"] - report["fp32"]["P@10"]
-        report["speedup"] = report["fp32"]["ms_per_image"] / report["int8"]["ms_per_image"]
+        fp32, int8 = _quantize(run_dir, settings, others)
+        report, onnx = score_precisions({"fp32": fp32, "int8": int8}, records, [fold], others,
+                                        settings.input_size, cache_dir=settings.cache)
+        result["onnx_parity_min_cosine"] = float(np.min(np.sum(vectors * onnx["fp32"], 1)))
         result["quantization"] = report
     return result
 
@@ -93,31 +99,33 @@ def already_shipped(full_dir: Path, models_dir: Path) -> dict | None:
     return card if shipped_from == (full_dir / "model.pt").stat().st_mtime else None
 
 
-def model_version(args, onnx_path: Path, precision: str) -> str:
+def model_version(release: str, onnx_path: Path, precision: str) -> str:
     """'<release>-<precision>+<8 hex of the ONNX file>': the plugin compares versions to decide
     whether to re-index, so two different files must never share one (1.0.0-int8 did)."""
     digest = hashlib.sha256(Path(onnx_path).read_bytes()).hexdigest()[:8]
-    return f"{getattr(args, 'model_version', '1.1.0')}-{precision}+{digest}"
+    return f"{release}-{precision}+{digest}"
 
 
-def ship_default_model(full_dir: Path, folds: list[dict], args, models_dir: Path) -> dict:
+def ship_default_model(full_dir: Path, folds: list[dict], settings: BenchmarkSettings,
+                       models_dir: Path) -> dict:
     """Export the all-folds model, pick INT8 when the folds say it holds, copy to models/."""
     shipped = already_shipped(full_dir, models_dir)
     if shipped is not None:
         print(f"{models_dir}/default.onnx is already the export of {full_dir}", flush=True)
         return shipped
-    records = datasets.read_manifest(args.manifest)
+    records = datasets.read_manifest(settings.manifest)
     splits = sorted({r.split for r in records})
-    fp32, int8 = _quantize(full_dir, args, splits)
+    fp32, int8 = _quantize(full_dir, settings, splits)
     checked = [f["quantization"] for f in folds if "quantization" in f]
     mean_change = statistics.fmean(q["mAP_change"] for q in checked) if checked else None
-    use_int8 = mean_change is not None and mean_change > -args.max_int8_map_drop
+    use_int8 = mean_change is not None and mean_change > -settings.max_int8_map_drop
     chosen = int8 if use_int8 else fp32
     card = json.loads(card_path_for(chosen).read_text())
     size = card["input_size"]
     mean = {k: statistics.fmean(f["metrics"][k] for f in folds) for k in ("mAP", "P@1", "P@5", "P@10")}
     card.update({
-        "name": "cbmir-default", "version": model_version(args, chosen, card["precision"]),
+        "name": "cbmir-default", "version": model_version(settings.model_version, chosen,
+                                                         card["precision"]),
         "training_data": (f"figshare brain tumour MRI (Cheng et al., figshare 1512427): all "
                           f"{len(records)} T1-CE slices, all folds, labels {card['labels']}"),
         "metrics": {
@@ -130,7 +138,7 @@ def ship_default_model(full_dir: Path, folds: list[dict], args, models_dir: Path
         "latency_ms_per_image_cpu_2_threads": {"fp32": round(latency_ms(fp32, size), 2),
                                                "int8": round(latency_ms(int8, size), 2)},
         "preprocess_version": PREPROCESS_VERSION,
-        "benchmark": f"docs/benchmarks/{args.name}.md",
+        "benchmark": f"docs/benchmarks/{settings.name}.md",
         "source_model_mtime": (full_dir / "model.pt").stat().st_mtime,
     })
     models_dir.mkdir(parents=True, exist_ok=True)

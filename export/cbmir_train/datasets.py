@@ -8,53 +8,22 @@ matters with two CPU cores.
 """
 from __future__ import annotations
 
-import csv
 import hashlib
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from cbmir.core import decode
+from cbmir.core import decode, manifest
 from cbmir.core import preprocess as preprocessing
 
-MANIFEST_COLUMNS = ("path", "label", "patient_id", "split")
-
-
-@dataclass(frozen=True)
-class Record:
-    path: Path
-    label: str
-    patient_id: str
-    split: str
-
-    @property
-    def key(self) -> str:
-        return str(self.path)
+# One row of the manifest (path, label, patient_id, split; `key` = the path as text).
+Record = manifest.ManifestRow
 
 
 def read_manifest(csv_path: str | Path) -> list[Record]:
-    """Rows of a manifest, paths resolved relative to the CSV's folder."""
-    csv_path = Path(csv_path)
-    with csv_path.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in ("path", "label") if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ValueError(f"{csv_path}: manifest lacks columns {missing}; "
-                             f"expected {','.join(MANIFEST_COLUMNS)}")
-        return [Record(path=(csv_path.parent / row["path"]).resolve(), label=row["label"],
-                       patient_id=(row.get("patient_id") or "").strip(),
-                       split=(row.get("split") or "").strip())
-                for row in reader]
-
-
-def parse_splits(text: str | list[str] | None) -> list[str]:
-    """'fold1,fold2' or ['fold1', 'fold2,fold3'] -> ['fold1', 'fold2', 'fold3']."""
-    if not text:
-        return []
-    parts = [text] if isinstance(text, str) else list(text)
-    return [s.strip() for part in parts for s in part.split(",") if s.strip()]
+    """Rows of a manifest with its `label` column (training needs labels); ManifestError if bad."""
+    return manifest.read_manifest(csv_path, required=("path", "label"))
 
 
 def select(records: list[Record], splits: list[str]) -> list[Record]:

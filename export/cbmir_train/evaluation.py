@@ -22,16 +22,15 @@ def load_embedder(model_path: str | Path, threads: int = 0, batch_size: int = 64
     """(input size, function (N, 1, S, S) inputs -> (N, D) unit vectors, model description)."""
     model_path = Path(model_path)
     if model_path.suffix == ".onnx":
-        from cbmir.core.embed import Embedder
+        from cbmir.core.embed import Embedder, embed_in_batches
 
         embedder = Embedder(model_path, threads=threads)
 
         def embed(inputs: np.ndarray) -> np.ndarray:
-            starts = tqdm(range(0, len(inputs), batch_size), desc="embed", unit="batch",
-                          disable=not progress)
-            return np.concatenate([embedder.embed_inputs(inputs[i:i + batch_size])
-                                   for i in starts] or
-                                  [np.zeros((0, embedder.dim), np.float32)])
+            with tqdm(total=-(-len(inputs) // batch_size), desc="embed", unit="batch",
+                      disable=not progress) as bar:
+                return embed_in_batches(embedder.embed_inputs, inputs, batch_size, embedder.dim,
+                                        lambda count, seconds: bar.update())
         return embedder.input_size, embed, {"model": str(model_path), "kind": "onnx",
                                             "card": embedder.card}
     from .inference import embed_inputs, load_trained

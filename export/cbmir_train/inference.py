@@ -49,12 +49,15 @@ def embed_inputs(model: RetrievalNet, inputs: np.ndarray, batch_size: int = 64,
     """(N, 1, S, S) preprocessed inputs -> (N, D) float32 unit vectors, in fp32."""
     from tqdm import tqdm
 
+    from cbmir.core.embed import embed_in_batches
+
     device = torch.device(device)
     model = model.to(device).eval()
-    starts = tqdm(range(0, len(inputs), batch_size), desc="embed", unit="batch",
-                  disable=not progress, leave=False)
-    outputs = [model(torch.from_numpy(np.ascontiguousarray(inputs[i:i + batch_size])).to(device))
-               .float().cpu().numpy() for i in starts]
-    if not outputs:
-        return np.zeros((0, model.dim), dtype=np.float32)
-    return np.concatenate(outputs).astype(np.float32)
+
+    def embed(batch: np.ndarray) -> np.ndarray:
+        return model(torch.from_numpy(np.ascontiguousarray(batch)).to(device)).float().cpu().numpy()
+
+    with tqdm(total=-(-len(inputs) // batch_size), desc="embed", unit="batch",
+              disable=not progress, leave=False) as bar:
+        return embed_in_batches(embed, inputs, batch_size, model.dim,
+                                lambda count, seconds: bar.update())

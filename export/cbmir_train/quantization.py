@@ -88,20 +88,52 @@ def calibration_inputs(manifest, splits, count, size, cache_dir=None, seed=0) ->
                                 progress=False)
 
 
-def compare_precisions(fp32: Path, int8: Path, manifest, queries, database, cache_dir=None,
-                       threads: int = 2) -> dict:
-    """Held-out retrieval scores and CPU latency of both models."""
-    records = datasets.select(datasets.read_manifest(manifest), sorted(set(queries + database)))
-    size = int(load_card(fp32)["input_size"])
-    report = {}
-    for name, path in (("fp32", fp32), ("int8", int8)):
-        vectors, _ = embed_records(path, records, cache_dir=cache_dir, threads=threads,
-                                   progress=False)
-        scores = score_splits(vectors, records, queries, database)
+def int8_card(card: dict, method: str, calibration_images: int, calibration_splits) -> dict:
+    """The INT8 model's card: the FP32 card, precision int8 and how it was quantized."""
+    return {**card, "precision": "int8",
+            "quantization": {"format": "QDQ", "per_channel": True, "method": method,
+                             "calibration_images": calibration_images,
+                             "calibration_splits": calibration_splits}}
+
+
+def quantize_with_card(fp32: Path, int8: Path, card: dict, manifest, splits: list[str], count: int,
+                       cache_dir=None, seed: int = 0, method: str = "minmax",
+                       recorded_splits=None) -> dict:
+    """Calibrate on `count` images of `splits`, write the INT8 model and its card (beside and
+    inside it); the card is returned. `recorded_splits`: what the card says (default `splits`)."""
+    from .onnx_export import write_card  # torch: only when a model is written
+
+    inputs = calibration_inputs(manifest, splits, count, int(card["input_size"]), cache_dir, seed)
+    quantize_int8(fp32, int8, inputs, method)
+    recorded = splits if recorded_splits is None else recorded_splits
+    card = int8_card(card, method, len(inputs), recorded)
+    write_card(int8, card)
+    return card
+
+
+def score_precisions(models: dict[str, Path], records, queries: list[str], database: list[str],
+                     input_size: int, cache_dir=None, threads: int = 2,
+                     embed_threads: int = 0) -> tuple[dict, dict[str, np.ndarray]]:
+    """The FP32-vs-INT8 report ({"fp32": {mAP, P@10, ms_per_image}, "int8": ..., mAP_change,
+    P@10_change, speedup}; latency on `threads` CPU threads) and each model's vectors."""
+    report, vectors = {}, {}
+    for name, path in models.items():
+        vectors[name], _ = embed_records(path, records, cache_dir=cache_dir, threads=embed_threads,
+                                         progress=False)
+        scores = score_splits(vectors[name], records, queries, database)
         report[name] = {"mAP": scores["mAP"], "P@10": scores["P@10"],
-                        "ms_per_image": latency_ms(path, size, threads)}
+                        "ms_per_image": latency_ms(path, input_size, threads)}
     report["mAP_change"] = report["int8"]["mAP"] - report["fp32"]["mAP"]
     report["P@10_change"] = report["int8"]["P@10"] - report["fp32"]["P@10"]
     report["speedup"] = report["fp32"]["ms_per_image"] / report["int8"]["ms_per_image"]
+    return report, vectors
+
+
+def compare_precisions(fp32: Path, int8: Path, manifest, queries, database, cache_dir=None,
+                       threads: int = 2) -> dict:
+    """Held-out retrieval scores and CPU latency of both models (`cbmir quantize`)."""
+    records = datasets.select(datasets.read_manifest(manifest), sorted(set(queries + database)))
+    report, _ = score_precisions({"fp32": fp32, "int8": int8}, records, queries, database,
+                                 int(load_card(fp32)["input_size"]), cache_dir, threads, threads)
     report["queries"], report["database"], report["threads"] = queries, database, threads
     return report

@@ -78,41 +78,39 @@ def curves_by_label(query_vectors, query_labels, database_vectors, database_labe
     return result
 
 
-def precision_recall_plot(result: dict, path: Path) -> Path:
-    """The overall curve and a dashed chance line (what a random ranking would give)."""
+def _pr_figure(path: Path, size: tuple[float, float], title: str, curves: list) -> Path:
+    """One precision-recall figure: `curves` = (row with pr_curve and chance_precision,
+    legend text, keywords of the curve, keywords of its chance line)."""
     plt = _pyplot()
-    figure, axes = plt.subplots(figsize=(5, 4))
-    axes.plot(result["pr_curve"]["recall"], result["pr_curve"]["precision"], lw=2,
-              label=f"model (mAP {result['mAP']:.3f})")
-    axes.axhline(result["chance_precision"], color="grey", ls="--", lw=1.5,
-                 label=f"chance ({result['chance_precision']:.3f})")
+    figure, axes = plt.subplots(figsize=size)
+    for row, label, line, chance in curves:
+        axes.plot(row["pr_curve"]["recall"], row["pr_curve"]["precision"], lw=2, label=label,
+                  **line)
+        axes.axhline(row["chance_precision"], **chance)
     axes.set(xlabel="recall", ylabel="interpolated precision", xlim=(0, 1), ylim=(0, 1.02),
-             title=f"Precision-recall (mAP {result['mAP']:.3f})")
+             title=title)
     axes.legend(loc="lower left", fontsize=8)
     axes.grid(alpha=0.3)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
     return path
+
+
+def precision_recall_plot(result: dict, path: Path) -> Path:
+    """The overall curve and a dashed chance line (what a random ranking would give)."""
+    chance = {"color": "grey", "ls": "--", "lw": 1.5,
+              "label": f"chance ({result['chance_precision']:.3f})"}
+    return _pr_figure(path, (5, 4), f"Precision-recall (mAP {result['mAP']:.3f})",
+                      [(result, f"model (mAP {result['mAP']:.3f})", {}, chance)])
 
 
 def per_label_plot(result: dict, path: Path) -> Path:
     """One curve per label, each with its own dotted chance line in the same colour."""
-    plt = _pyplot()
-    figure, axes = plt.subplots(figsize=(5.5, 4.2))
-    for number, (label, row) in enumerate(result["per_label"].items()):
-        colour = f"C{number % 10}"
-        axes.plot(row["pr_curve"]["recall"], row["pr_curve"]["precision"], lw=2, color=colour,
-                  label=f"{label} (mAP {row['mAP']:.3f})")
-        axes.axhline(row["chance_precision"], color=colour, ls=":", lw=1.2)
-    axes.set(xlabel="recall", ylabel="interpolated precision", xlim=(0, 1), ylim=(0, 1.02),
-             title="Precision-recall per label (dotted: chance)")
-    axes.legend(loc="lower left", fontsize=8)
-    axes.grid(alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return path
+    curves = [(row, f"{label} (mAP {row['mAP']:.3f})", {"color": f"C{number % 10}"},
+               {"color": f"C{number % 10}", "ls": ":", "lw": 1.2})
+              for number, (label, row) in enumerate(result["per_label"].items())]
+    return _pr_figure(path, (5.5, 4.2), "Precision-recall per label (dotted: chance)", curves)
 
 
 def pick_queries(labels: list[str], count: int = GRID_QUERIES) -> list[int]:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import (JPEG2000Lossless, JPEGBaseline8Bit, JPEGLSLossless, RLELossless,
                          ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid)
@@ -75,18 +75,14 @@ def _dataset(pixels: bytes, rows: int, cols: int, *, ids: dict, allocated: int, 
              high: int | None = None, signed: int = 0, photometric: str = "MONOCHROME2",
              samples: int = 1, frames: int = 1, sop_class: str = MR_STORAGE,
              syntax: str = ExplicitVRLittleEndian, description: str = "") -> Dataset:
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = sop_class
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = syntax
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = sop_class, meta.MediaStorageSOPInstanceUID
-    ds.PatientID, ds.PatientName = ids["patient_id"], f"Layouts^{ids['patient_id']}"
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = ids["study_uid"], ids["series_uid"]
-    ds.StudyDate, ds.StudyTime, ds.StudyID, ds.AccessionNumber = "20240101", "120000", "1", ""
-    ds.ReferringPhysicianName = ""
-    ds.Modality, ds.SeriesNumber, ds.InstanceNumber = "MR", 1, 1
+    # The factory's base (patient, study, series, file meta); imported here because
+    # dicom_factory re-exports this module's builders.
+    from support.dicom_factory import _base
+
+    ds = _base(sop_class, ids["patient_id"], ids["study_uid"], ids["series_uid"], "MR")
+    ds.file_meta.TransferSyntaxUID = syntax
+    ds.PatientName = f"Layouts^{ids['patient_id']}"
+    ds.InstanceNumber = 1
     ds.SeriesDescription = description
     ds.ImageComments = ids.get("label", "layout")
     ds.SamplesPerPixel, ds.PhotometricInterpretation = samples, photometric

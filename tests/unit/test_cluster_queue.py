@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import threading
 import time
+import types
 
 import numpy as np
 import pytest
@@ -193,8 +194,9 @@ def make_engine(pg_database, tmp_path):
         config = Config(index_directory=tmp_path / node, store="postgresql",
                         postgresql=pg_database, node_name=node, rebuild_threshold=1000,
                         replica_poll_seconds=poll)
-        engines.append(ClusterEngine(config, log=lambda message: None,
-                                     list_instances=list_instances))
+        gateway = None if list_instances is None else types.SimpleNamespace(
+            list_instances=list_instances, instance_exists=lambda i: i in list_instances())
+        engines.append(ClusterEngine(config, log=lambda message: None, gateway=gateway))
         return engines[-1]
     yield make
     for engine in engines:
@@ -284,3 +286,13 @@ def test_notifications_wake_the_other_nodes(pg_database, pg_store):
         assert woken["queue"].is_set() and woken["vectors"].wait(10)
     finally:
         listener.stop()
+
+
+def test_old_rows_wait_for_every_live_node_to_switch(make_engine):
+    a, b = make_engine("a"), make_engine("b")
+    b.replica.heartbeat()  # b answers from generation 1
+    assert not a.wait_nodes_switched(2, timeout=0.6)
+    with a.store.connection() as conn:
+        conn.execute("UPDATE cbmir_index.nodes SET replica = jsonb_set(replica, "
+                     "'{generation}', '2') WHERE name = 'b'")
+    assert a.wait_nodes_switched(2, timeout=5)

@@ -68,6 +68,39 @@ def test_a_file_without_pixels_read_from_the_bytes_is_not_an_image():
         list(decode.iter_frames_from_bytes(data, limits.read_header(data)))
 
 
+def test_no_pixel_data_has_one_outcome_on_every_path():
+    """The dataset path and the worker's bytes path (plain and deflated) agree: NotAnImage
+    with the same reason, never UndecodableImage (the worker records it as 'skipped')."""
+    import pydicom
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+    from support.dicom_factory import structured_report, to_bytes
+
+    data = structured_report()
+    dataset = decode.read_dataset(data)
+    assert not decode.has_pixel_data(dataset)
+    reason = str(decode.no_pixel_data(dataset))
+    assert reason.startswith("no pixel data (SOP class 1.2.840.10008.5.1.4.1.1.88.11")
+    deflated = pydicom.dcmread(__import__("io").BytesIO(data))
+    deflated.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    for source in (data, to_bytes(deflated)):
+        with pytest.raises(decode.NotAnImage) as raised:
+            list(decode.iter_frames_from_bytes(source, limits.read_header(source)))
+        assert str(raised.value) == reason
+    with pytest.raises(decode.NotAnImage) as raised:
+        list(decode.iter_frames(dataset))
+    assert str(raised.value) == reason
+
+
+def test_pixel_data_of_any_kind_counts(made):
+    assert decode.has_pixel_data(decode.read_dataset(made["multi_frame"].data))
+    from pydicom.dataset import Dataset
+
+    for keyword in decode.PIXEL_KEYWORDS:
+        dataset = Dataset()
+        setattr(dataset, keyword, b"\0\0\0\0")
+        assert decode.has_pixel_data(dataset), keyword
+
+
 def test_frames_are_decoded_one_at_a_time(made):
     frames = decode.iter_frames(decode.read_dataset(made["multi_frame"].data))
     first = next(frames)

@@ -113,11 +113,6 @@ def test_rgba_drops_alpha_and_wide_colour_becomes_8_bit_rgb():
     assert ds.BitsAllocated == 8 and ds.pixel_array[0, 0].tolist() == [255, 128, 0]
 
 
-@pytest.mark.parametrize("spec", ["ImageComments", "0020,4000", "(0020,4000)", "00204000", "0020, 4000"])
-def test_label_tag_spellings(spec):
-    assert dicomize.parse_tag(spec) == 0x00204000
-
-
 def test_label_in_another_tag_and_no_label():
     ds = _read(dicomize.to_bytes(_make(label_tag="0032,4000")))
     assert ds.StudyComments == "glioma" and "ImageComments" not in ds

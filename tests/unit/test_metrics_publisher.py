@@ -1,33 +1,13 @@
-"""metrics.py and logs.py with a fake orthanc module (the real one: tests/plugin/test_admin.py)."""
+"""metrics.py and logs.py with the fake orthanc module (tests/support/fake_orthanc.py; the real
+one: tests/plugin/test_admin.py)."""
 from types import SimpleNamespace
 
 import pytest
 
+from cbmir.service.gateway import Gateway
 from cbmir.service.logs import Log, describe_index
 from cbmir.service.metrics import METRICS, Latencies, MetricsPublisher
-
-
-class FakeOrthanc:
-    """The orthanc-python 4.0 names metrics.py and logs.py use, same signatures."""
-    MetricsType = SimpleNamespace(DEFAULT=0, TIMER=1)
-
-    def __init__(self):
-        self.metrics, self.lines = {}, []
-
-    def SetMetricsValue(self, name, value, kind):  # noqa: N802 - SDK names
-        assert isinstance(name, str) and isinstance(value, float) and kind in (0, 1)
-        self.metrics[name] = value
-
-    def LogInfo(self, text): self.lines.append(("I", text))  # noqa: E704,N802
-    def LogWarning(self, text): self.lines.append(("W", text))  # noqa: E704,N802
-    def LogError(self, text): self.lines.append(("E", text))  # noqa: E704,N802
-
-
-def test_the_fake_offers_the_sdk_names_of_metrics_and_logs():
-    from cbmir.service.wiring import SDK_NAMES
-
-    for name in ("SetMetricsValue", "MetricsType", "LogInfo", "LogWarning", "LogError"):
-        assert name in SDK_NAMES["orthanc"] and hasattr(FakeOrthanc, name)
+from support.fake_orthanc import FakeOrthanc
 
 
 def fake_engine(latency):
@@ -44,7 +24,7 @@ def test_publish_sets_every_metric_from_the_engine():
     latency.record("embed", 0.030, 3)  # 3 images in 30 ms
     with latency.timer("query"):
         pass
-    values = MetricsPublisher(orthanc, fake_engine(latency), period=1).publish()
+    values = MetricsPublisher(Gateway(orthanc), fake_engine(latency), period=1).publish()
     assert set(orthanc.metrics) == set(METRICS) == set(values)
     assert all(name.startswith("cbmir_") for name in orthanc.metrics)
     assert orthanc.metrics["cbmir_indexed"] == 5 and orthanc.metrics["cbmir_pending"] == 4
@@ -69,7 +49,7 @@ def test_latency_keeps_its_last_mean_while_idle_and_ignores_failed_answers():
 
 def test_log_levels_go_to_orthanc_and_a_callable_still_works():
     orthanc = FakeOrthanc()
-    log = Log.from_orthanc(orthanc)
+    log = Gateway(orthanc).log
     log.info("a"), log.warning("b"), log.error("c"), log("d")
     assert orthanc.lines == [("I", "a"), ("W", "b"), ("E", "c"), ("W", "d")]
     seen = []

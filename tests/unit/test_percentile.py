@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from cbmir.service.config import Config
 from cbmir.vectors.index import VectorIndex
 from cbmir.vectors.percentile import ReferenceSample, percentiles
 from cbmir.vectors.search import Params, find_similar
@@ -10,6 +11,12 @@ from cbmir.vectors.search import Params, find_similar
 def unit(rows):
     rows = np.asarray(rows, dtype=np.float32)
     return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def index_without_rebuilds(directory) -> VectorIndex:
+    shipped = Config()
+    return VectorIndex(directory, trees=shipped.annoy_trees, search_k=shipped.annoy_search_k,
+                       candidates=shipped.candidates, rebuild_threshold=10**9)
 
 
 class FakeStore:
@@ -71,7 +78,7 @@ def test_an_empty_sample_gives_no_percentile():
 
 def test_the_sample_is_every_vector_of_a_small_index_and_follows_it(tmp_path):
     rng = np.random.default_rng(1)
-    index = VectorIndex(tmp_path, rebuild_threshold=10**9)
+    index = index_without_rebuilds(tmp_path)
     index.add(np.arange(1, 101), unit(rng.normal(size=(100, 8))))
     ids, matrix = index.reference.current()
     assert sorted(ids.tolist()) == list(range(1, 101)) and matrix.shape == (100, 8)
@@ -84,7 +91,7 @@ def test_the_sample_is_every_vector_of_a_small_index_and_follows_it(tmp_path):
 def test_a_large_index_is_sampled_and_redrawn_on_rebuild_or_growth(tmp_path):
     rng = np.random.default_rng(2)
     store = FakeStore(unit(rng.normal(size=(3000, 8))))
-    index = VectorIndex(tmp_path, rebuild_threshold=10**9)
+    index = index_without_rebuilds(tmp_path)
     index.reference = ReferenceSample(index, size=500)
     index.rebuild(store)
     first = index.reference.current()[0].copy()
@@ -104,7 +111,7 @@ def test_find_similar_gives_each_result_its_percentile_beside_the_raw_score(tmp_
     rng = np.random.default_rng(3)
     vectors = unit(rng.normal(size=(200, 16)))
     store = FakeStore(vectors)
-    index = VectorIndex(tmp_path, rebuild_threshold=10**9)
+    index = index_without_rebuilds(tmp_path)
     index.add(store.ids, vectors)
     query = {"instance": "inst-1", "patient_id": "P1"}
     results = find_similar(index, store, vectors[0], Params(k=50, group_by="instance"), query)

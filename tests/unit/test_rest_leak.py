@@ -2,23 +2,18 @@
 fixed wrapper (no double free). The leak is simulated the way 4.0 makes it: one Py_IncRef on
 each argument object the wrapper builds; the call goes through `wrap` like Orthanc's does."""
 import ctypes
-import json
 import sys
 
 import pytest
 
+from cbmir.service.gateway import Gateway
 from cbmir.service.rest_leak import LeakWorkaround, _count, parse_version
+from support.fake_orthanc import FakeOrthanc
 
 
-class FakeOrthanc:
-    def __init__(self, version="4.0"):
-        self.version = version
-
-    def RestApiGet(self, uri):  # noqa: N802 - SDK name
-        assert uri == "/plugins/python"
-        if self.version is None:
-            raise RuntimeError("unknown")
-        return json.dumps({"ID": "python", "Version": self.version})
+def reporting(text):
+    """Gateway.plugin_version of an orthanc-python of that version (None: it cannot say)."""
+    return Gateway(FakeOrthanc(version=text)).plugin_version
 
 
 def _request(leaky: bool) -> dict:
@@ -54,7 +49,7 @@ def _counts_in_route(workaround, leaky: bool) -> dict:
 
 def _reference() -> dict:
     """The counts of correctly built arguments (what a fixed orthanc-python hands over)."""
-    return _counts_in_route(LeakWorkaround(FakeOrthanc("4.1")), leaky=False)
+    return _counts_in_route(LeakWorkaround(reporting("4.1")), leaky=False)
 
 
 @pytest.mark.parametrize("version, leaky, freed", [
@@ -65,7 +60,7 @@ def _reference() -> dict:
     (None, True, 0),      # unknown version: do nothing
 ])
 def test_frees_only_the_leaked_reference(version, leaky, freed):
-    workaround = LeakWorkaround(FakeOrthanc(version))
+    workaround = LeakWorkaround(reporting(version))
     counts = _counts_in_route(workaround, leaky)
     assert workaround.released == freed
     reference = _reference()
@@ -76,7 +71,7 @@ def test_frees_only_the_leaked_reference(version, leaky, freed):
 
 def test_disabled_by_environment(monkeypatch):
     monkeypatch.setenv("CBMIR_REST_LEAK_WORKAROUND", "off")
-    workaround = LeakWorkaround(FakeOrthanc("4.0"))
+    workaround = LeakWorkaround(reporting("4.0"))
     counts = _counts_in_route(workaround, leaky=True)
     assert workaround.released == 0 and counts == {k: c + 1 for k, c in _reference().items()}
     assert workaround.describe()["enabled"] is False
@@ -84,7 +79,7 @@ def test_disabled_by_environment(monkeypatch):
 
 def test_shared_singletons_are_never_touched():
     """b'' and one-character strings are shared by the interpreter: their counts never match."""
-    workaround = LeakWorkaround(FakeOrthanc("4.0"))
+    workaround = LeakWorkaround(reporting("4.0"))
     singletons = {"groups": (), "body": b"", "k": "5", "method": "GET"}
     before = {k: sys.getrefcount(v) for k, v in singletons.items()}
     workaround.wrap(lambda output, uri, **request: None)(
@@ -93,20 +88,13 @@ def test_shared_singletons_are_never_touched():
     assert workaround.released == 0
 
 
-def test_routes_registered_through_the_proxy_are_wrapped():
-    registered = {}
-
-    class Sdk(FakeOrthanc):
-        LogWarning = print
-
-        def RegisterRestCallback(self, regex, callback):  # noqa: N802
-            registered[regex] = callback
-
-    workaround = LeakWorkaround(Sdk("4.0"))
-    proxy = workaround.wrapping(Sdk("4.0"))
-    proxy.RegisterRestCallback("/ohif", lambda output, uri, **request: None)
-    assert proxy.LogWarning is print  # everything else passes through
-    registered["/ohif"](None, "/ohif", **_request(leaky=True))
+def test_routes_registered_through_the_gateway_are_wrapped():
+    orthanc = FakeOrthanc(version="4.0")
+    gateway = Gateway(orthanc)
+    workaround = LeakWorkaround(gateway.plugin_version)
+    gateway.wrap_routes(workaround.wrap)
+    gateway.register_route("/ohif", lambda output, uri, **request: None)
+    orthanc.routes["/ohif"](None, "/ohif", **_request(leaky=True))
     assert workaround.released == 8
 
 

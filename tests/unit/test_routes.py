@@ -1,4 +1,4 @@
-"""Route plumbing with a fake RestOutput, without Orthanc."""
+"""Route plumbing with the fake RestOutput (tests/support/fake_orthanc.py), without Orthanc."""
 import json
 from types import SimpleNamespace
 
@@ -6,26 +6,7 @@ import pytest
 
 from cbmir.service import routes
 from cbmir.vectors.search import ApiError
-
-
-class FakeOutput:
-    """The three RestOutput methods the routes use (same signatures as orthanc-python 4.0)."""
-
-    def __init__(self):
-        self.answers = []
-
-    def AnswerBuffer(self, body, mime):  # noqa: N802 - SDK names
-        self.answers.append((200, mime, body))
-
-    def SendHttpStatus(self, status, body, length):  # noqa: N802
-        assert length == len(body.encode())
-        self.answers.append((status, self.headers.get("Content-Type"), body))
-
-    def SetHttpHeader(self, name, value):  # noqa: N802
-        self.headers = {**getattr(self, "headers", {}), name: value}
-
-    def SendMethodNotAllowed(self, allowed):  # noqa: N802
-        self.answers.append((405, None, allowed))
+from support.fake_orthanc import FakeOutput
 
 
 def run(handler, method="GET"):
@@ -57,16 +38,8 @@ def test_the_method_is_checked_first():
 
 
 def test_no_model_is_a_503():
-    engine = SimpleNamespace(embedder=None, model_error="model file x.onnx not found",
+    engine = SimpleNamespace(model_available=False, model_error="model file x.onnx not found",
                              config=SimpleNamespace(model_path="x.onnx"))
     with pytest.raises(ApiError) as caught:
         routes.require_engine(engine)
     assert caught.value.status == 503 and "x.onnx" in caught.value.message
-
-
-def test_the_fakes_offer_every_sdk_name_the_plugin_uses():
-    """The real module is checked at start-up (status 'sdk_missing', see test_api_errors)."""
-    from cbmir.service.wiring import SDK_NAMES
-
-    for name in SDK_NAMES["RestOutput"]:
-        assert hasattr(FakeOutput, name), name

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cbmir.core.manifest import ManifestError
 from cbmir.tools import sources
 
 MAT_HEADER = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Mon Jan  1 00:00:00 2024 HDF5 schema 1.00 ."
@@ -105,7 +106,7 @@ def test_manifest_with_pictures_and_a_mat_row(tmp_path):
 def test_bad_manifests_are_reported(tmp_path, content, message):
     manifest = tmp_path / "m.csv"
     manifest.write_text(content)
-    with pytest.raises(sources.SourceError, match=message):
+    with pytest.raises(ManifestError, match=message):
         sources.collect(manifest)
 
 
@@ -116,5 +117,5 @@ def test_unreadable_files_raise_source_error(tmp_path):
     for name in ("bad.jpg", "old.mat", "x.gif", "missing.png"):
         with pytest.raises(sources.SourceError):
             sources.load_item(sources.SourceItem(path=tmp_path / name))
-    with pytest.raises(sources.SourceError):
+    with pytest.raises(ManifestError):
         sources.collect(tmp_path / "nope.csv")

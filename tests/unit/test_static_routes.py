@@ -1,11 +1,12 @@
-"""The /ohif/ serving rules, without Orthanc (a fake module records the callbacks)."""
+"""The /ohif/ serving rules, without Orthanc (the fake module records the callbacks)."""
 from pathlib import Path
 
 import pytest
 
-from cbmir.service import viewer_routes
-from cbmir.service.config import load_config
-from cbmir.service.viewer_routes import register_static_routes, resolve_request, viewer_directory
+from cbmir.service.config import DEFAULT_VIEWER, REPO_ROOT, load_config
+from cbmir.service.gateway import Gateway
+from cbmir.service.viewer_routes import register_static_routes, resolve_request
+from support.fake_orthanc import FakeOrthanc, FakeOutput
 
 
 @pytest.fixture()
@@ -59,51 +60,8 @@ def test_unbuilt_viewer_is_a_404_with_the_build_command(tmp_path):
 
 
 def test_viewer_directory_from_config_or_default(tmp_path):
-    assert viewer_directory(load_config({})) == viewer_routes.DEFAULT_VIEWER_DIRECTORY
-    assert viewer_directory(load_config({"CBMIR": {"ViewerDirectory": str(tmp_path)}})) == tmp_path
-    assert viewer_directory({"ViewerDirectory": str(tmp_path)}) == tmp_path
-    assert viewer_directory({"CBMIR": {"ViewerDirectory": str(tmp_path)}}) == tmp_path
-    assert viewer_directory({}) == viewer_routes.DEFAULT_VIEWER_DIRECTORY
-
-
-class FakeOutput:
-    def __init__(self):
-        self.answer = None
-        self.status = None
-        self.headers = {}
-        self.not_allowed = None
-
-    def AnswerBuffer(self, data, mime):
-        self.answer = (data, mime)
-
-    def SendHttpStatus(self, status, text, length):
-        assert length == len(text.encode())
-        self.status = (status, text)
-
-    def SendMethodNotAllowed(self, allowed):
-        self.not_allowed = allowed
-
-    def SetHttpHeader(self, key, value):
-        self.headers[key] = value
-
-
-class FakeOrthanc:
-    def __init__(self):
-        self.routes = {}
-        self.explorer = []
-        self.logs = []
-
-    def RegisterRestCallback(self, regex, callback):
-        self.routes[regex] = callback
-
-    def ExtendOrthancExplorer(self, script):
-        self.explorer.append(script)
-
-    def LogWarning(self, text):
-        self.logs.append(text)
-
-    def LogInfo(self, text):
-        self.logs.append(text)
+    assert load_config({}).viewer_directory == DEFAULT_VIEWER == REPO_ROOT / "viewer-extension" / "dist"
+    assert load_config({"CBMIR": {"ViewerDirectory": str(tmp_path)}}).viewer_directory == tmp_path
 
 
 def _call(orthanc, regex, uri, method="GET", groups=()):
@@ -112,29 +70,33 @@ def _call(orthanc, regex, uri, method="GET", groups=()):
     return output
 
 
+def register(orthanc, viewer: Path):
+    return register_static_routes(Gateway(orthanc), load_config({"CBMIR": {"ViewerDirectory": str(viewer)}}))
+
+
 def test_registered_routes_serve_get_only(viewer):
     orthanc = FakeOrthanc()
-    register_static_routes(orthanc, {"ViewerDirectory": str(viewer)})
+    register(orthanc, viewer)
     assert set(orthanc.routes) == {"/ohif", "/ohif/(.*)"}
 
     output = _call(orthanc, "/ohif", "/ohif")  # Orthanc strips the trailing slash of /ohif/
-    assert output.answer == (b"<html>index</html>", "text/html; charset=utf-8")
+    assert (output.body, output.mime) == (b"<html>index</html>", "text/html; charset=utf-8")
     assert output.headers["Cache-Control"] == "no-cache"
 
     output = _call(orthanc, "/ohif/(.*)", "/ohif/codec.wasm", groups=("codec.wasm",))
-    assert output.answer == (b"\0asm", "application/wasm")
+    assert (output.body, output.mime) == (b"\0asm", "application/wasm")
     assert "max-age" in output.headers["Cache-Control"]
 
     output = _call(orthanc, "/ohif/(.*)", "/ohif/viewer", method="POST", groups=("viewer",))
-    assert output.not_allowed == "GET" and output.answer is None
+    assert output.allowed == "GET" and output.status == 405
 
     output = _call(orthanc, "/ohif/(.*)", "/ohif/../x.js", groups=("../x.js",))
-    assert output.status[0] == 400
+    assert output.status == 400
 
 
 def test_explorer_gets_an_open_in_ohif_button(viewer):
     orthanc = FakeOrthanc()
-    register_static_routes(orthanc, {"ViewerDirectory": str(viewer)})
+    register(orthanc, viewer)
     (script,) = orthanc.explorer
     assert "/ohif/viewer?StudyInstanceUIDs=" in script
     assert "#study" in script and "StudyInstanceUID" in script
@@ -142,14 +104,14 @@ def test_explorer_gets_an_open_in_ohif_button(viewer):
 
 def test_unbuilt_viewer_registers_nothing_and_says_so(tmp_path):
     orthanc = FakeOrthanc()
-    assert register_static_routes(orthanc, {"ViewerDirectory": str(tmp_path / "none")}) is None
+    assert register(orthanc, tmp_path / "none") is None
     assert orthanc.routes == {} and orthanc.explorer == []
-    assert any("make -C viewer-extension build" in line for line in orthanc.logs)
+    assert any("make -C viewer-extension build" in line for _, line in orthanc.lines)
 
 
 def test_viewer_removed_after_start_is_a_404(viewer):
     orthanc = FakeOrthanc()
-    register_static_routes(orthanc, {"ViewerDirectory": str(viewer)})
+    register(orthanc, viewer)
     (viewer / "index.html").unlink()
     output = _call(orthanc, "/ohif/(.*)", "/ohif/viewer", groups=("viewer",))
-    assert output.status[0] == 404
+    assert output.status == 404

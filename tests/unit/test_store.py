@@ -83,9 +83,9 @@ def test_sop_uids_resolve_to_instances_including_rejected_ones(make_store):
     store = make_store()
     store.add([record("a")], 1)
     store.reject("sr", "skipped", "no pixel data", {"sop_uid": "9.9"})
-    assert store.instance_for_sop("1.2.a") == "a"
-    assert store.instance_for_sop("9.9") == "sr"
-    assert store.instance_for_sop("7.7") is None
+    assert store.instances_for_sop("1.2.a") == ["a"]
+    assert store.instances_for_sop("9.9") == ["sr"]
+    assert store.instances_for_sop("7.7") == []
 
 
 def test_row_ids_are_never_reused_after_a_delete(make_store):

@@ -9,54 +9,24 @@ import numpy as np
 import pytest
 
 from cbmir.service import thumbnails
+from cbmir.service.gateway import Gateway
 from cbmir.vectors.search import ApiError
+from support.fake_orthanc import FakeOrthanc, FakeOutput
 from support.rendering import correlation, eight_bits_in_sixteen, picture, png_pixels
 
 INSTANCE = "0a1b2c3d-0a1b2c3d-0a1b2c3d-0a1b2c3d-0a1b2c3d"
 
 
-class FakeOrthanc:
-    class OrthancException(Exception):
-        pass
-
-    def __init__(self, files: dict):
-        self.files = files
-
-    def GetDicomForInstance(self, instance):  # noqa: N802 - SDK name
-        if instance not in self.files:
-            raise self.OrthancException("Unknown resource")
-        return self.files[instance]
-
-    def RestApiPost(self, uri, body):  # noqa: N802 - /tools/lookup of a SOPInstanceUID
-        return "[]"
-
-
-class FakeOutput:
-    def __init__(self):
-        self.headers, self.answers = {}, []
-
-    def AnswerBuffer(self, body, mime):  # noqa: N802
-        self.answers.append((200, mime, body))
-
-    def SendHttpStatus(self, status, body, length):  # noqa: N802
-        assert length == len(body.encode())
-        self.answers.append((status, self.headers.get("Content-Type"), body))
-
-    def SetHttpHeader(self, name, value):  # noqa: N802
-        self.headers[name] = value
-
-    def SendMethodNotAllowed(self, allowed):  # noqa: N802
-        self.answers.append((405, None, allowed))
-
-
-ENGINE = SimpleNamespace(store=SimpleNamespace(instances_for_sop=lambda uid, limit=10: []))
+ENGINE = SimpleNamespace(instances_for_sop=lambda uid: [])
 
 
 def get(files: dict, identifier=INSTANCE, method="GET", **args):
     output = FakeOutput()
-    orthanc = FakeOrthanc(files)
+    orthanc = FakeOrthanc()
+    for instance, dicom in files.items():
+        orthanc.store(instance, dicom)
     thumbnails.answer(output, {"method": method}, lambda: thumbnails.thumbnail(
-        orthanc, ENGINE, identifier, {k: str(v) for k, v in args.items()}), log=lambda m: None)
+        Gateway(orthanc), ENGINE, identifier, {k: str(v) for k, v in args.items()}), log=lambda m: None)
     return output.answers[-1], output.headers
 
 

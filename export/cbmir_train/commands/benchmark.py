@@ -12,9 +12,12 @@ import json
 import shutil
 from pathlib import Path
 
+from cbmir.core.manifest import parse_splits
+
 from .. import datasets
 from ..benchmark_report import write_report
-from ..benchmark_steps import default_model_section, fold_result, quantization_section, ship_default_model
+from ..benchmark_steps import (BenchmarkSettings, default_model_section, fold_result,
+                              quantization_section, ship_default_model)
 from ..losses import LOSSES
 from ..recipe import RECIPE
 from ..training import TrainConfig, fit
@@ -23,7 +26,7 @@ from ..training import TrainConfig, fit
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--manifest", required=True)
     parser.add_argument("--out", required=True, help="folder for NAME.md and NAME.json")
-    parser.add_argument("--name", default="figshare")
+    parser.add_argument("--name", default=BenchmarkSettings.name)
     parser.add_argument("--runs", default="runs/benchmark", help="work folder (checkpoints, caches)")
     parser.add_argument("--epochs", type=int, default=RECIPE["epochs"])
     parser.add_argument("--input-size", type=int, default=RECIPE["input_size"])
@@ -42,10 +45,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-default", dest="ship_default", action="store_false",
                         help="skip training/shipping the all-folds default model")
     parser.add_argument("--models-dir", default="models", help="where default.onnx/.json go")
-    parser.add_argument("--model-version", default="1.1.0",
+    parser.add_argument("--model-version", default=BenchmarkSettings.model_version,
                         help="release of the shipped model; the card's version adds the precision "
                              "and a content hash, so the plugin re-indexes after any model change")
-    parser.add_argument("--max-int8-map-drop", type=float, default=0.005,
+    parser.add_argument("--max-int8-map-drop", type=float,
+                        default=BenchmarkSettings.max_int8_map_drop,
                         help="ship INT8 only if the mean held-out mAP drops less than this")
     parser.add_argument("--compare-losses", default="",
                         help="also train these losses on the first fold and report them beside")
@@ -92,6 +96,13 @@ def protocol(args, splits: list[str], records) -> dict:
     }
 
 
+def settings_of(args) -> BenchmarkSettings:
+    """The options the benchmark steps use, converted once."""
+    return BenchmarkSettings(manifest=args.manifest, runs=Path(args.runs),
+                             input_size=args.input_size, seed=args.seed, name=args.name, model_version=args.model_version,
+                             max_int8_map_drop=args.max_int8_map_drop)
+
+
 def trained(run_dir: Path, epochs: int) -> bool:
     """Whether `run_dir` holds a finished training of `epochs` epochs (model.pt + train.json)."""
     summary = run_dir / "train.json"
@@ -112,8 +123,8 @@ def compare_losses(args, records, splits, reference: dict, losses: list[str]) ->
             config = base_config(args, run_dir, others)
             config.loss = loss
             fit(config, resume=True)
-            result_file.write_text(json.dumps(fold_result(run_dir, records, fold, others, args),
-                                              indent=2))
+            result = fold_result(run_dir, records, fold, others, settings_of(args))
+            result_file.write_text(json.dumps(result, indent=2))
         rows.append((loss, json.loads(result_file.read_text())))
     lines = [f"## Loss comparison ({fold} held out, same recipe and epochs)", "",
              "| loss | mAP | P@1 | P@10 | train time |", "|---|---|---|---|---|"]
@@ -138,8 +149,9 @@ def run(args: argparse.Namespace) -> int:
 def _run_locked(args: argparse.Namespace) -> int:
     records = datasets.read_manifest(args.manifest)
     splits = sorted({r.split for r in records if r.split})
-    chosen = datasets.parse_splits(args.folds) or splits
+    chosen = parse_splits(args.folds) or splits
     runs, out = Path(args.runs), Path(args.out)
+    settings = settings_of(args)
     info = protocol(args, splits, records)
     folds = []
     for fold in chosen:
@@ -155,7 +167,8 @@ def _run_locked(args: argparse.Namespace) -> int:
             if not trained(run_dir, args.epochs):
                 print(f"{fold}: training on {','.join(others)}", flush=True)
                 fit(base_config(args, run_dir, others), resume=True)
-            result = fold_result(run_dir, records, fold, others, args, check_quantization=check)
+            result = fold_result(run_dir, records, fold, others, settings,
+                                 check_quantization=check)
             result_file.write_text(json.dumps(result, indent=2))
             folds.append(result)
             print(f"{fold}: {json.dumps(result['metrics'])}", flush=True)
@@ -168,9 +181,9 @@ def _run_locked(args: argparse.Namespace) -> int:
         if not trained(full_dir, args.epochs):
             print(f"default model: training on all splits ({','.join(splits)})", flush=True)
             fit(base_config(args, full_dir, splits), resume=True)
-        card = ship_default_model(full_dir, folds, args, Path(args.models_dir))
+        card = ship_default_model(full_dir, folds, settings, Path(args.models_dir))
         sections.append(default_model_section(card, args.models_dir))
-    compared = [loss for loss in datasets.parse_splits(args.compare_losses) if loss != args.loss]
+    compared = [loss for loss in parse_splits(args.compare_losses) if loss != args.loss]
     if compared and folds:
         sections.append(compare_losses(args, records, splits, folds[0], compared))
     if args.notes and Path(args.notes).is_file():

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..datasets import parse_splits
+from cbmir.core.manifest import parse_splits
+
 from ..evaluation import evaluate
 from ..finegrained import DEFAULT_SEED
 

@@ -10,10 +10,10 @@ import json
 from pathlib import Path
 
 from cbmir.core.embed import card_path_for, load_card
+from cbmir.core.manifest import parse_splits
 
-from .. import datasets
 from ..onnx_export import write_card
-from ..quantization import calibration_inputs, compare_precisions, quantize_int8
+from ..quantization import compare_precisions, quantize_with_card
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,17 +32,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     fp32, int8 = Path(args.model), Path(args.out)
-    card = load_card(fp32)
-    inputs = calibration_inputs(args.manifest, datasets.parse_splits(args.calibration_splits),
-                                args.calibration_images, int(card["input_size"]),
-                                args.cache_dir, args.seed)
-    quantize_int8(fp32, int8, inputs, args.method)
-    card = {**card, "precision": "int8",
-            "quantization": {"format": "QDQ", "per_channel": True, "method": args.method,
-                             "calibration_images": len(inputs),
-                             "calibration_splits": args.calibration_splits or "all"}}
-    write_card(int8, card)  # the comparison loads the INT8 model through its card
-    queries, database = datasets.parse_splits(args.queries), datasets.parse_splits(args.database)
+    card = quantize_with_card(fp32, int8, load_card(fp32), args.manifest,
+                              parse_splits(args.calibration_splits), args.calibration_images,
+                              args.cache_dir, args.seed, args.method,
+                              recorded_splits=args.calibration_splits or "all")
+    # the comparison loads the INT8 model through its card, written above
+    queries, database = parse_splits(args.queries), parse_splits(args.database)
     if queries and database:
         card["quantization"]["comparison"] = compare_precisions(
             fp32, int8, args.manifest, queries, database, args.cache_dir, args.threads)

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..datasets import parse_splits
+from cbmir.core.manifest import parse_splits
+
 from ..losses import LOSSES
 from ..recipe import RECIPE
 from ..training import TrainConfig, fit

@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 
-DICOM_SUFFIXES = {".dcm", ".dicom", ""}
 PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 # Photometric interpretations whose decoded frame is already RGB (pydicom turns YBR_FULL(_422)
 # into RGB; JPEG 2000 decoders undo YBR_ICT / YBR_RCT themselves).
@@ -151,9 +150,15 @@ def to_display(frame: np.ndarray, dataset, index: int = 0) -> np.ndarray:
     raise UndecodableImage(f"unsupported PhotometricInterpretation {photometric!r}")
 
 
-def _check_pixels(dataset) -> None:
-    if not any(keyword in dataset for keyword in PIXEL_KEYWORDS):
-        raise NotAnImage(f"no pixel data (SOP class {dataset.get('SOPClassUID', 'unknown')})")
+def has_pixel_data(dataset) -> bool:
+    """Whether a data set holds a pixel data element (Pixel Data, Float or Double Float)."""
+    return any(keyword in dataset for keyword in PIXEL_KEYWORDS)
+
+
+def no_pixel_data(dataset) -> NotAnImage:
+    """The one outcome of an object without pixels (SR, PDF, ...): the worker records it as
+    'skipped', the routes answer 4xx; decoding paths raise it, never UndecodableImage."""
+    return NotAnImage(f"no pixel data (SOP class {dataset.get('SOPClassUID', 'unknown')})")
 
 
 def iter_frames(dataset) -> Iterator[np.ndarray]:
@@ -164,7 +169,8 @@ def iter_frames(dataset) -> Iterator[np.ndarray]:
     """
     from pydicom.pixels import iter_pixels
 
-    _check_pixels(dataset)
+    if not has_pixel_data(dataset):
+        raise no_pixel_data(dataset)
     # correct_unused_bits off: `stored_values` extracts the stored bits for every syntax.
     yield from _display_frames(iter_pixels(dataset, correct_unused_bits=False), dataset)
 
@@ -210,8 +216,7 @@ def _display_frames(frames, dataset, from_file: bool = False) -> Iterator[np.nda
         except Exception as error:  # pydicom/pylibjpeg raise many types for broken data
             if from_file and index == 0 and isinstance(error, AttributeError) \
                     and "no pixel data" in str(error):  # pydicom's words (pixels.utils)
-                raise NotAnImage(f"no pixel data (SOP class "
-                                 f"{dataset.get('SOPClassUID', 'unknown')})") from error
+                raise no_pixel_data(dataset) from error  # the header has no pixels to look at
             raise UndecodableImage(f"cannot decode pixel data (frame {index}): {error}") from error
         yield to_display(stored_values(np.asarray(raw), dataset, encapsulated), dataset, index)
         index += 1

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -121,3 +123,20 @@ class Embedder:
         return {"path": str(self.model_path), "version": self.version, "dim": self.dim,
                 "input_size": self.input_size, "providers": self.providers,
                 "card": self.card}
+
+
+def embed_in_batches(embed: Callable[[Sequence], np.ndarray], items: Sequence, batch_size: int,
+                     dim: int, on_batch: Callable[[int, float], None] | None = None) -> np.ndarray:
+    """(len(items), dim) float32: `embed` applied to consecutive slices of at most
+    `batch_size` items, in order. Why one loop: the worker, `cbmir embed` and training's
+    evaluation batch the same way; `items` may be model inputs or anything `embed` reads
+    (file paths), so only one batch is in memory. `on_batch(count, seconds)` follows each
+    batch (a progress bar, the worker's latency figures)."""
+    chunks = []
+    for start in range(0, len(items), batch_size):
+        batch = items[start:start + batch_size]
+        began = time.perf_counter()
+        chunks.append(np.asarray(embed(batch), dtype=np.float32))
+        if on_batch is not None:
+            on_batch(len(batch), time.perf_counter() - began)
+    return np.concatenate(chunks) if chunks else np.zeros((0, dim), dtype=np.float32)

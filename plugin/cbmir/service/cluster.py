@@ -25,10 +25,11 @@ from cbmir.service.follower import CHECKPOINT, PAGE, ChangeFollower
 from cbmir.service.notify import Listener
 from cbmir.service.replica import Replica
 
+NODES_SWITCH_SECONDS = 120.0  # longest wait for the other nodes before old rows are dropped
 REPLAY_WINDOW = 1000  # /changes re-read behind the checkpoint (Seq commits out of order)
 
 
-def make_engine(config, log=print, orthanc=None, list_instances=None) -> Engine:
+def make_engine(config, log=print, gateway=None) -> Engine:
     """The engine the configuration asks for (the store factory)."""
     if config.store != "postgresql":
         return Engine(config, log=log)
@@ -37,12 +38,12 @@ def make_engine(config, log=print, orthanc=None, list_instances=None) -> Engine:
     pg_errors = (psycopg.OperationalError, psycopg_pool.PoolTimeout)
     if not set(pg_errors) <= set(retry.STORE_ERRORS):  # PostgreSQL away: retry, lose nothing
         retry.STORE_ERRORS = tuple(retry.STORE_ERRORS) + pg_errors
-    return ClusterEngine(config, log=log, orthanc=orthanc, list_instances=list_instances)
+    return ClusterEngine(config, log=log, gateway=gateway)
 
 
-def make_follower(orthanc, engine, list_instances) -> ChangeFollower:
+def make_follower(gateway, engine) -> ChangeFollower:
     cls = ClusterFollower if isinstance(engine, ClusterEngine) else ChangeFollower
-    return cls(orthanc, engine, list_instances)
+    return cls(gateway, engine)
 
 
 def start(engine) -> None:
@@ -62,13 +63,15 @@ def stop(engine) -> None:
 
 
 class ClusterEngine(Engine):
-    def __init__(self, config, log=print, orthanc=None, list_instances=None):
-        self.orthanc = orthanc
-        self.list_instances = list_instances
+    def __init__(self, config, log=print, gateway=None):
+        """`gateway`: cbmir.service.gateway.Gateway (Orthanc), None in unit tests."""
+        self.gateway = gateway
+        list_instances = gateway.list_instances if gateway is not None else None
         super().__init__(config, log=log)
         self.replica = Replica(self, self.store, config.replica_poll_seconds, list_instances)
         self.replica.applied = self._seq_at_open  # read before the index was loaded
         self.store.on_uncached_rows = self.replica.catch_up
+        self.store.before_drop = self.wait_nodes_switched
         from cbmir.vectors.pg_store import conninfo
         self.listener = Listener(conninfo(config.postgresql), {
             "vectors": self.replica.wake, "queue": self.queue.wake.set}, log=self.log.warning)
@@ -101,6 +104,24 @@ class ClusterEngine(Engine):
             resume_generation = active + 1
         return super().start_reindex(list_instances, resume_generation=resume_generation)
 
+    def wait_nodes_switched(self, generation: int, timeout: float = NODES_SWITCH_SECONDS) -> bool:
+        """Before the rows of the old generation go: wait until every live node (a heartbeat
+        within the last 10 s) answers from `generation`, so none searches rows that vanish
+        (a node still rebuilding its Annoy tier for the new one). False after `timeout`."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.store.connection() as conn:
+                behind = conn.execute(
+                    "SELECT count(*) FROM cbmir_index.nodes WHERE seen > now() - interval '10 s'"
+                    " AND name <> %s AND COALESCE((replica->>'generation')::int, 0) < %s",
+                    (self.config.node_name, generation)).fetchone()[0]
+            if not behind:
+                return True
+            time.sleep(0.5)
+        self.log.warning(f"CBMIR: some nodes still answer from an older generation after "
+                         f"{timeout:g} s; dropping its rows anyway")
+        return False
+
     def reconcile_cluster(self, list_instances) -> dict:
         """Queue what the shared index has and the store lacks; remove what Orthanc no
         longer has (checked one by one: it may have been stored after the listing)."""
@@ -111,9 +132,7 @@ class ClusterEngine(Engine):
         queued = self.queue.put_many(missing) if missing else 0
         gone = []
         for instance in self.store.all_instances() - in_orthanc:
-            try:
-                self.orthanc.RestApiGet(f"/instances/{instance}")
-            except self.orthanc.OrthancException:
+            if not self.gateway.instance_exists(instance):
                 gone.append(instance)
         for instance in gone:
             self.delete("instance", instance)
@@ -178,9 +197,8 @@ class ClusterFollower(ChangeFollower):
                 now = time.monotonic()
                 if last_reconcile is None or now - last_reconcile > engine.config.reconcile_seconds:
                     last_reconcile = now
-                    engine.reconcile_cluster(self.list_instances)
+                    engine.reconcile_cluster(self.gateway.list_instances)
                 self.poll()
-                self.caught_up.set()
             except Exception as error:  # Orthanc or PostgreSQL busy: try again later
                 engine.log.warning(f"CBMIR: change follower error: {error!r}")
             self.wake.wait(engine.config.catch_up_seconds)
@@ -190,7 +208,7 @@ class ClusterFollower(ChangeFollower):
         store, queue = self.engine.store, self.engine.queue
         since = max(0, int(store.get_state(CHECKPOINT, "0")) - REPLAY_WINDOW)
         while not queue.stopped:
-            answer = json.loads(self.orthanc.RestApiGet(f"/changes?since={since}&limit={PAGE}"))
+            answer = self.gateway.changes(since, PAGE)
             new = [c["ID"] for c in answer.get("Changes", []) if c["ChangeType"] == "NewInstance"]
             if new:
                 queue.put_many(new)

@@ -3,7 +3,9 @@
 Why validate up front: a typo found at start-up with the full key path in the
 message is cheap; the same typo found by the ingest worker hours later is not.
 `load_config` is pure (a dict in, a `Config` out) so it is unit-tested without
-Orthanc.
+Orthanc. Every default lives in the `Config` dataclass and nowhere else: orthanc.json and
+docker/cbmir.json set only what differs, callers (VectorIndex, Pacer) get the values from here,
+and tests/unit/test_config_docs.py checks the README and docs/plugin.md tables against it.
 """
 from __future__ import annotations
 
@@ -11,11 +13,15 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from cbmir.core import dicom_tags
+
 SECTION = "CBMIR"
+# The install root (a checkout, or /opt/cbmir in the Docker image): the one place runtime code
+# finds its own files from (plugin/cbmir/service/config.py -> three levels up).
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_MODEL = REPO_ROOT / "models" / "default.onnx"
+DEFAULT_VIEWER = REPO_ROOT / "viewer-extension" / "dist"
 DEVICES = ("auto", "cpu", "cuda")
-_TAG = re.compile(r"^\(?([0-9A-Fa-f]{4}),?([0-9A-Fa-f]{4})\)?$")
 
 
 class ConfigError(ValueError):
@@ -43,7 +49,7 @@ class Config:
     # (about 256 MiB of 16-bit pixels, which a deflated file inflates to in memory).
     max_frame_pixels: int = 4096 * 4096
     max_instance_pixels: int = 128 * 1024 * 1024
-    viewer_directory: Path | None = None
+    viewer_directory: Path = DEFAULT_VIEWER  # served under /ohif/ when it holds index.html
     # Cluster mode (issue 15, docs/cluster.md): "postgresql" keeps vectors, work claims and
     # state in PostgreSQL, shared by every Orthanc node; "sqlite" is the one-node default.
     store: str = "sqlite"
@@ -59,6 +65,19 @@ class Config:
     @property
     def label_tag_text(self) -> str:
         return f"{self.label_tag[0]:04X},{self.label_tag[1]:04X}"
+
+
+# CBMIR key -> Config field: every key orthanc.json may set, and the tables document.
+KEYS = {"ModelPath": "model_path", "IndexDirectory": "index_directory",
+        "Modalities": "modalities", "LabelTag": "label_tag", "BatchSize": "batch_size",
+        "Threads": "threads", "Device": "device", "RebuildThreshold": "rebuild_threshold",
+        "AnnoyTrees": "annoy_trees", "AnnoySearchK": "annoy_search_k", "Candidates": "candidates",
+        "MaxUploadBytes": "max_upload_bytes", "CatchUpSeconds": "catch_up_seconds",
+        "IndexDelaySeconds": "index_delay_seconds", "MaxFramePixels": "max_frame_pixels",
+        "MaxInstancePixels": "max_instance_pixels", "ViewerDirectory": "viewer_directory",
+        "Store": "store", "PostgreSQL": "postgresql", "NodeName": "node_name",
+        "ClaimSeconds": "claim_seconds", "ReplicaPollSeconds": "replica_poll_seconds",
+        "ReconcileSeconds": "reconcile_seconds"}
 
 
 def _key(name: str) -> str:
@@ -91,18 +110,12 @@ def _path(section: dict, name: str, default: Path | None) -> Path | None:
 
 def parse_tag(text, key: str = _key("LabelTag")) -> tuple[int, int]:
     """'0020,4000', '(0020,4000)', '00204000' or a keyword such as 'ImageComments'."""
-    if isinstance(text, str):
-        match = _TAG.match(text.strip())
-        if match:
-            return int(match.group(1), 16), int(match.group(2), 16)
-        try:
-            from pydicom.datadict import tag_for_keyword
-            tag = tag_for_keyword(text.strip())
-        except ImportError:  # pragma: no cover - pydicom is a runtime dependency
-            tag = None
-        if tag is not None:
-            return tag >> 16, tag & 0xFFFF
-    raise ConfigError(f"{key} must be a DICOM tag like \"0020,4000\" or a keyword, got {text!r}")
+    try:
+        tag = dicom_tags.parse_tag(text)
+    except ValueError:
+        raise ConfigError(f"{key} must be a DICOM tag like \"0020,4000\" or a keyword, "
+                          f"got {text!r}") from None
+    return tag.group, tag.element
 
 
 def default_index_directory(orthanc_config: dict, node_name: str | None = None) -> Path:
@@ -156,11 +169,7 @@ def load_config(orthanc_config: dict) -> Config:
         section = {}
     if not isinstance(section, dict):
         raise ConfigError(f"{SECTION} must be a JSON object, got {type(section).__name__}")
-    known = {"ModelPath", "IndexDirectory", "Modalities", "LabelTag", "BatchSize", "Threads",
-             "Device", "RebuildThreshold", "AnnoyTrees", "AnnoySearchK", "Candidates",
-             "MaxUploadBytes", "CatchUpSeconds", "IndexDelaySeconds", "ViewerDirectory",
-             "MaxFramePixels", "MaxInstancePixels", "Store", "PostgreSQL", "NodeName",
-             "ClaimSeconds", "ReplicaPollSeconds", "ReconcileSeconds"}
+    known = set(KEYS)
     unknown = sorted(set(section) - known)
     if unknown:
         raise ConfigError(f"unknown key(s) {', '.join(_key(k) for k in unknown)}; "
@@ -179,9 +188,11 @@ def load_config(orthanc_config: dict) -> Config:
     store = section.get("Store", default.store)
     if store not in STORES:
         raise ConfigError(f"{_key('Store')} must be one of {', '.join(STORES)}, got {store!r}")
-    node_name = section.get("NodeName", default.node_name) or node_name_for(orthanc_config)
-    if not isinstance(node_name, str) or not node_name.strip():
-        raise ConfigError(f"{_key('NodeName')} must be a non-empty string, got {node_name!r}")
+    node_name = section.get("NodeName", default.node_name)
+    if not isinstance(node_name, str):
+        raise ConfigError(f"{_key('NodeName')} must be a string, got {node_name!r}")
+    if store == "postgresql" and not node_name.strip():
+        node_name = node_name_for(orthanc_config)
 
     return Config(
         store=store, node_name=node_name.strip(),

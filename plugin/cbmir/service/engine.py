@@ -4,6 +4,14 @@ Why one object: the ingest worker, the change follower, the re-index job and the
 REST handlers run in different threads and must agree on which generation of
 vectors answers and which one is being written. The Engine owns that decision;
 each of those parts only calls it.
+
+What the REST routes may ask (they never touch `store`, `queue` or `target`): `model_available`
+and `model_error`, `instances_for_sop`, `answering_generation`, `indexed_rows`,
+`indexed_instances`, `rejection`, `request_indexing`,
+`search`, `answering_embedder`, `start_reindex` and `reindex_status`, `status`. The wiring
+drives the life cycle: `load_model`, `resume_work` (after the worker and follower started;
+the engine then counts as `started`), `enqueue` and `delete` from the change callback, `stop`.
+The worker and the follower, the engine's own writers, use its store and queue directly.
 """
 from __future__ import annotations
 
@@ -18,6 +26,7 @@ from cbmir.service.logs import Log
 from cbmir.service.metrics import Latencies
 from cbmir.service.workqueue import WorkQueue
 from cbmir.vectors.index import VectorIndex
+from cbmir.vectors.search import find_similar
 from cbmir.vectors.store import Store
 
 SWITCH_GRACE_SECONDS = 2.0  # old rows outlive a switch-over this long, for queries in flight
@@ -32,8 +41,7 @@ class Engine:
         self.queue = self._new_queue()
         self.embedder: Embedder | None = None
         self.model_error: str | None = "model not loaded yet"
-        self.started = False  # set once ORTHANC_STARTED work is done (model, threads)
-        self.sdk_missing: list[str] = []  # orthanc-python names we use but it lacks
+        self._started = False  # set by resume_work, once ORTHANC_STARTED work is done
         self.active = self._new_index(self.store.active_generation)
         self.active.load(self.store)
         self.store.warm_cache(self.active.generation)  # queries read no SQLite rows
@@ -65,7 +73,40 @@ class Engine:
                            search_k=c.annoy_search_k, candidates=c.candidates,
                            rebuild_threshold=c.rebuild_threshold)
 
+    # -- life cycle ---------------------------------------------------------------------------
+    @property
+    def started(self) -> bool:
+        """True once `resume_work` ran (model loaded, worker and follower running)."""
+        return self._started
+
+    def resume_work(self, list_instances) -> None:
+        """At start, once the model is loaded and the worker runs: resume the re-index the last
+        process left, start one when the model changed since the index was built, or rebuild
+        a large fresh tier (a lost Annoy file, a crash before a rebuild), which would otherwise
+        wait for the next stored image. `list_instances()`: every instance ID of Orthanc."""
+        resume = int(self.store.get_state("reindex_generation", "0") or 0)
+        if resume and resume != self.active.generation:
+            self.start_reindex(list_instances, resume_generation=resume)
+        elif self.model_changed():
+            self.log.warning("CBMIR: the model changed since the index was built: re-indexing")
+            self.start_reindex(list_instances)
+        else:
+            self.maybe_rebuild(self.active)
+        self._started = True
+
+    def enqueue(self, instance: str, arrival: bool = False) -> None:
+        """Queue an instance for the worker (`arrival`: just stored, see workqueue.Pacer)."""
+        self.queue.put(instance, arrival=arrival)
+
+    def stop(self) -> None:
+        """Stop the queue: the worker, the follower and a running re-index end."""
+        self.queue.stop()
+
     # -- model -------------------------------------------------------------------------------
+    @property
+    def model_available(self) -> bool:
+        return self.embedder is not None
+
     def load_model(self) -> bool:
         """Load the ONNX model; on failure keep running and answer 503 until it exists."""
         c = self.config
@@ -276,12 +317,46 @@ class Engine:
                 self.target = None
 
     # -- reading -----------------------------------------------------------------------------
+    def instances_for_sop(self, sop_uid: str) -> list[str]:
+        """Indexed Orthanc instance IDs with this SOPInstanceUID (any generation)."""
+        return self.store.instances_for_sop(sop_uid)
+
+    @property
+    def answering_generation(self) -> int:
+        return self.active.generation
+
+    def indexed_rows(self, instance: str, generation: int | None = None) -> list[dict]:
+        """The instance's stored frames (with vectors) in `generation` (default: answering)."""
+        return self.store.instance_rows(
+            instance, self.active.generation if generation is None else generation)
+
+    def indexed_instances(self, generation: int) -> list[str]:
+        """Instance IDs with vectors in `generation`."""
+        return self.store.instances(generation)
+
+    def rejection(self, instance: str) -> dict | None:
+        """{"kind": "skipped"|"failed", "reason": ...} when the instance was not indexed."""
+        return self.store.rejection(instance)
+
+    def request_indexing(self, instance: str) -> int:
+        """Make sure the worker sees an instance Orthanc has; returns how many are pending."""
+        self.queue.put(instance)
+        return self.queue.pending()
+
+    def search(self, vector, params, query: dict) -> list[dict]:
+        """Results for a query vector from the answering generation (cbmir.vectors.search)."""
+        return find_similar(self.active, self.store, vector, params, query)
+
+    def reindex_status(self) -> dict:
+        """A copy of the re-index progress: running, generation, total, done (error)."""
+        return dict(self.reindex_progress)
+
     def status(self) -> dict:
         counts = self.store.counts(self.active.generation)
         model = ({"available": True, **{k: v for k, v in self.embedder.describe().items()}}
                  if self.embedder else {"available": False, "error": self.model_error,
                                         "path": str(self.config.model_path)})
-        return {"started": self.started, "sdk_missing": self.sdk_missing,
+        return {"started": self.started,
                 "indexed": counts["indexed"], "indexed_frames": counts["frames"],
                 "pending": self.queue.pending(), "failed": counts["failed"],
                 "skipped": counts["skipped"], "deletions": self.deletions_done,

@@ -14,7 +14,6 @@ while the plugin was off or killed, and queues whatever the index lacks.
 """
 from __future__ import annotations
 
-import json
 import threading
 
 from cbmir.service.reconcile import reconcile
@@ -24,13 +23,13 @@ PAGE = 200
 
 
 class ChangeFollower:
-    def __init__(self, orthanc, engine, list_instances):
-        self.orthanc = orthanc
-        self.list_instances = list_instances
+    """Daemon thread: reconcile once, then `poll` every CatchUpSeconds (Orthanc via `gateway`)."""
+
+    def __init__(self, gateway, engine):
+        self.gateway = gateway
         self.engine = engine
         self.wake = threading.Event()
         self.thread: threading.Thread | None = None
-        self.caught_up = threading.Event()
 
     def start(self) -> None:
         self.thread = threading.Thread(target=self._run, name="cbmir-changes", daemon=True)
@@ -41,35 +40,20 @@ class ChangeFollower:
         if self.thread is not None:
             self.thread.join(timeout)
 
-    def notify(self) -> None:
-        """Called from the OnChange callback: new or deleted resources to look at."""
-        self.wake.set()
-
     def on_deleted(self, level: str, resource: str) -> None:
         removed = self.engine.delete(level, resource)
         if removed:
             self.engine.log.info(f"CBMIR: {level} {resource} deleted, {removed} vector(s) removed")
 
-    def reconcile(self, list_instances) -> int:
-        """Drop stored instances that Orthanc no longer has; returns how many."""
-        existing = set(list_instances())
-        gone = [i for i in self.engine.store.all_instances() if i not in existing]
-        for instance in gone:
-            self.engine.delete("instance", instance)
-        if gone:
-            self.engine.log.info(f"CBMIR: {len(gone)} instance(s) deleted while CBMIR was off: removed")
-        return len(gone)
-
     def _run(self) -> None:
         queue = self.engine.queue
         try:  # both ways: the missing are queued, the deleted removed
-            reconcile(self.engine, self.list_instances)
+            reconcile(self.engine, self.gateway.list_instances)
         except Exception as error:
             self.engine.log.error(f"CBMIR: start-up reconciliation failed: {error!r}")
         while not queue.stopped:
             try:
                 self.poll()
-                self.caught_up.set()
             except Exception as error:  # Orthanc busy or shutting down: try again later
                 self.engine.log.warning(f"CBMIR: change follower error: {error!r}")
             self.wake.wait(self.engine.config.catch_up_seconds)
@@ -80,7 +64,7 @@ class ChangeFollower:
         store, queue = self.engine.store, self.engine.queue
         since = int(store.get_state(CHECKPOINT, "0"))
         while not queue.stopped:
-            answer = json.loads(self.orthanc.RestApiGet(f"/changes?since={since}&limit={PAGE}"))
+            answer = self.gateway.changes(since, PAGE)
             page: list[str] = []
             for change in answer.get("Changes", []):
                 kind, level, resource = change["ChangeType"], change["ResourceType"], change["ID"]

@@ -6,7 +6,7 @@ rebuilt) go to info, what needs a look (a follower retry, a model change) to
 warning, failures (an image that cannot be decoded, a failed re-index) to
 error; one line per event, with the instance ID where there is one.
 
-`Log` is injectable: the engine and the ingestor take any object with
+`Log` is injectable (Orthanc's: `Gateway.log`): the engine and the ingestor take any object with
 `info/warning/error`, and a plain callable (the old `log=print` of tests)
 still works; calling a `Log` directly logs a warning, so older call sites
 (`engine.log("...")`) keep working.
@@ -20,10 +20,6 @@ class Log:
 
     def __call__(self, message: str) -> None:
         self.warning(message)
-
-    @classmethod
-    def from_orthanc(cls, orthanc) -> "Log":
-        return cls(orthanc.LogInfo, orthanc.LogWarning, orthanc.LogError)
 
     @classmethod
     def wrap(cls, log) -> "Log":

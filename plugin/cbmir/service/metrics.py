@@ -101,19 +101,18 @@ def snapshot(engine) -> dict[str, float]:
 
 
 class MetricsPublisher:
-    """Daemon thread: every `period` seconds, `snapshot` -> `orthanc.SetMetricsValue`."""
+    """Daemon thread: every `period` seconds, `snapshot` -> Orthanc's metrics (`gateway`)."""
 
-    def __init__(self, orthanc, engine, period: float):
-        self.orthanc, self.engine, self.period = orthanc, engine, period
+    def __init__(self, gateway, engine, period: float):
+        self.gateway, self.engine, self.period = gateway, engine, period
         self.stop_event = threading.Event()
         self.thread: threading.Thread | None = None
         self.last: dict[str, float] = {}
 
     def publish(self) -> dict[str, float]:
         values = snapshot(self.engine)
-        kind = self.orthanc.MetricsType.DEFAULT
         for name, value in values.items():
-            self.orthanc.SetMetricsValue(name, float(value), kind)
+            self.gateway.set_metric(name, value)
         self.last = values
         return values
 

@@ -9,22 +9,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cbmir.service.routes import send_json
+from cbmir.service.gateway import send_buffer, send_json, send_method_not_allowed
 
 SPEC_PATH = Path(__file__).with_name("openapi.json")
 ROUTE = "/cbmir/openapi.json"
 
 
-def register_openapi_route(orthanc, log_error) -> None:
+def register_openapi_route(gateway, log_error) -> None:
     def OpenApi(output, uri, **request):  # noqa: N802 - Orthanc callback naming
         try:
             if request.get("method") != "GET":
-                output.SendMethodNotAllowed("GET")
+                send_method_not_allowed(output, "GET")
                 return
-            output.AnswerBuffer(SPEC_PATH.read_bytes(), "application/json")
+            send_buffer(output, SPEC_PATH.read_bytes(), "application/json")
         except Exception as error:  # a missing file must not take Orthanc down
             log_error(f"CBMIR: {ROUTE} failed: {error!r}")
             send_json(output, 500, {"error": f"cannot read {SPEC_PATH.name}: {error}",
                                     "status": 500})
 
-    orthanc.RegisterRestCallback(ROUTE, OpenApi)
+    gateway.register_route(ROUTE, OpenApi)

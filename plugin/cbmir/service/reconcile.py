@@ -30,7 +30,7 @@ def reconcile(engine, list_instances) -> dict:
             "pending": engine.queue.pending()}
 
 
-def route(orthanc, engine, list_instances) -> dict:
+def route(engine, list_instances) -> dict:
     """POST /cbmir/reconcile."""
     from cbmir.vectors.search import ApiError
 

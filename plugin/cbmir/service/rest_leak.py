@@ -22,7 +22,6 @@ reference (`Py_DecRef`), so the objects die with the request. Double-free guard,
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import sys
 import threading
@@ -63,8 +62,9 @@ def parse_version(text) -> tuple[int, ...] | None:
 class LeakWorkaround:
     """`release(request)` at the top of every REST route; `describe()` for /cbmir/status."""
 
-    def __init__(self, orthanc=None, enabled: bool | None = None, decref=None):
-        self.orthanc = orthanc
+    def __init__(self, plugin_version=None, enabled: bool | None = None, decref=None):
+        """`plugin_version()`: the running orthanc-python's version (Gateway.plugin_version)."""
+        self.plugin_version_source = plugin_version
         if enabled is None:
             enabled = os.environ.get("CBMIR_REST_LEAK_WORKAROUND", "auto").lower() != "off"
         self.enabled = enabled
@@ -82,7 +82,7 @@ class LeakWorkaround:
             return False
         version = None
         try:
-            version = json.loads(self.orthanc.RestApiGet("/plugins/python")).get("Version")
+            version = self.plugin_version_source()
         except Exception:  # noqa: BLE001 - unknown version: do nothing rather than guess
             pass
         self.plugin_version = version
@@ -130,17 +130,3 @@ class LeakWorkaround:
             return callback(output, uri, **request)
         route.__name__ = getattr(callback, "__name__", "route")
         return route
-
-    def wrapping(self, orthanc):
-        """`orthanc` whose RegisterRestCallback wraps every callback (for register_static_routes
-        and any other module that registers its own routes)."""
-        workaround = self
-
-        class Sdk:
-            def __getattr__(self, name):
-                return getattr(orthanc, name)
-
-            def RegisterRestCallback(self, regex, callback):  # noqa: N802 - SDK name
-                return orthanc.RegisterRestCallback(regex, workaround.wrap(callback))
-
-        return Sdk()

@@ -3,8 +3,9 @@
 Why every handler goes through `_answer`: an exception in a Python route becomes
 a bare 500 with a traceback; clients need a JSON body with a status they can act
 on (400 bad argument, 404 unknown, 409 not indexed yet, 422 not indexable,
-413/415 bad upload, 503 no model). Handlers take `engine` and `orthanc` as
-arguments so the wiring in plugin.py stays one line per route.
+413/415 bad upload, 503 no model). Handlers take `engine` and the Orthanc `gateway`
+(gateway.py) as arguments so the wiring in wiring.py stays one line per route; they ask the
+engine (its public methods), never its store or queue.
 """
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ import json
 import re
 
 from cbmir.core import decode
-from cbmir.vectors.search import ApiError, Params, find_similar, parse_params
+from cbmir.service.gateway import OrthancError, send_json, send_method_not_allowed
+from cbmir.vectors.search import ApiError, Params, parse_params
 
 ORTHANC_ID = re.compile(r"^[0-9a-f]{8}(-[0-9a-f]{8}){4}$")
 UID = re.compile(r"^[0-9.]{1,64}$")
@@ -25,20 +27,11 @@ DICOM_TYPES = ("application/dicom", "application/octet-stream", "")
 HEADER_PREFIX = "x-cbmir-"
 
 
-def send_json(output, status: int, value) -> None:
-    body = json.dumps(value, default=str)  # ASCII only, so len() counts bytes
-    if status == 200:
-        output.AnswerBuffer(body, "application/json")
-    else:
-        output.SetHttpHeader("Content-Type", "application/json")
-        output.SendHttpStatus(status, body, len(body))
-
-
 def answer(output, request: dict, method: str, handler, log) -> None:
     """Method check, then `handler()`; every failure becomes a JSON error."""
     try:
         if request.get("method") != method:
-            output.SendMethodNotAllowed(method)
+            send_method_not_allowed(output, method)
             return
         send_json(output, 200, handler())
     except ApiError as error:
@@ -54,27 +47,26 @@ def answer(output, request: dict, method: str, handler, log) -> None:
 def require_engine(engine):
     if engine is None:
         raise ApiError(503, "CBMIR is not running (see the Orthanc log)")
-    if engine.embedder is None:
+    if not engine.model_available:
         raise ApiError(503, f"model unavailable: {engine.model_error}",
                        model_path=str(engine.config.model_path))
     return engine
 
 
 # -- GET /cbmir/similar/{id} -----------------------------------------------------------------
-def resolve_instance(orthanc, engine, identifier: str) -> str:
+def resolve_instance(gateway, engine, identifier: str) -> str:
     """Orthanc instance ID or SOPInstanceUID -> Orthanc instance ID; ApiError 400/404."""
     identifier = identifier.strip()
     if ORTHANC_ID.match(identifier):
         return identifier
     if not UID.match(identifier):
         raise ApiError(400, f"'{identifier}' is neither an Orthanc instance ID nor a DICOM UID")
-    known = engine.store.instances_for_sop(identifier)
+    known = engine.instances_for_sop(identifier)
     if not known:
         try:
-            matches = json.loads(orthanc.RestApiPost("/tools/lookup", identifier))
-        except orthanc.OrthancException:
-            matches = []
-        known = sorted(m["ID"] for m in matches if m.get("Type") == "Instance")
+            known = gateway.lookup_instances(identifier)
+        except OrthancError:
+            known = []
     if len(known) > 1:
         raise ApiError(409, f"SOPInstanceUID {identifier} is shared by {len(known)} instances: "
                             "ask by Orthanc instance ID", instances=known)
@@ -83,29 +75,27 @@ def resolve_instance(orthanc, engine, identifier: str) -> str:
     raise ApiError(404, f"no instance with SOPInstanceUID {identifier}")
 
 
-def indexed_rows(orthanc, engine, instance: str) -> list[dict]:
+def indexed_rows(gateway, engine, instance: str) -> list[dict]:
     """Stored frames of an instance, or the reason why there are none (404/409/422)."""
-    rows = engine.store.instance_rows(instance, engine.active.generation)
+    rows = engine.indexed_rows(instance)
     if rows:
         return rows
-    rejection = engine.store.rejection(instance)
+    rejection = engine.rejection(instance)
     if rejection is not None:
         raise ApiError(422, f"instance {instance} is not indexable: {rejection['reason']}",
                        instance=instance, kind=rejection["kind"])
-    try:
-        orthanc.RestApiGet(f"/instances/{instance}")
-    except orthanc.OrthancException:
-        raise ApiError(404, f"unknown instance {instance}", instance=instance) from None
-    engine.queue.put(instance)  # known to Orthanc: make sure the worker sees it
+    if not gateway.instance_exists(instance):
+        raise ApiError(404, f"unknown instance {instance}", instance=instance)
+    pending = engine.request_indexing(instance)  # known to Orthanc: make sure the worker sees it
     raise ApiError(409, f"instance {instance} is not indexed yet", instance=instance,
-                   pending=engine.queue.pending())
+                   pending=pending)
 
 
-def similar(orthanc, engine, identifier: str, args: dict) -> dict:
+def similar(gateway, engine, identifier: str, args: dict) -> dict:
     engine = require_engine(engine)
     params = parse_params(args)
-    instance = resolve_instance(orthanc, engine, identifier)
-    rows = indexed_rows(orthanc, engine, instance)
+    instance = resolve_instance(gateway, engine, identifier)
+    rows = indexed_rows(gateway, engine, instance)
     frame = params.frame if params.frame is not None else rows[len(rows) // 2]["frame"]
     row = next((r for r in rows if r["frame"] == frame), None)
     if row is None:
@@ -113,7 +103,7 @@ def similar(orthanc, engine, identifier: str, args: dict) -> dict:
     query = {"instance": instance, "frame": frame, "sop_instance_uid": row["sop_uid"],
              "study_instance_uid": row["study_uid"], "patient_id": row["patient_id"],
              "label": row["label"] or None}
-    results = find_similar(engine.active, engine.store, row["vector"], params, query)
+    results = engine.search(row["vector"], params, query)
     return {"query": dict(query, params=params.__dict__), "results": results}
 
 
@@ -155,7 +145,7 @@ def split_upload(headers: dict, body: bytes) -> tuple[bytes, str, dict]:
     return body, content_type, params
 
 
-def query_upload(orthanc, engine, headers: dict, body: bytes) -> dict:
+def query_upload(engine, headers: dict, body: bytes) -> dict:
     engine = require_engine(engine)
     limit = engine.config.max_upload_bytes
     if len(body) > limit:
@@ -193,7 +183,7 @@ def query_upload(orthanc, engine, headers: dict, body: bytes) -> dict:
     embedder = engine.answering_embedder()  # the model of the answering generation
     if embedder is None:
         raise ApiError(409, "re-index to the new model in progress; retry when done",
-                       reindex=engine.reindex_progress)
+                       reindex=engine.reindex_status())
     try:
         vector = embedder.embed_images([pixels])[0]
     except ValueError as error:
@@ -202,7 +192,7 @@ def query_upload(orthanc, engine, headers: dict, body: bytes) -> dict:
              "upload_bytes": len(data), "content_type": content_type}
     if query["patient_id"] is None:
         params = Params(**dict(params.__dict__, exclude_same_patient=False))
-    results = find_similar(engine.active, engine.store, vector, params, query)
+    results = engine.search(vector, params, query)
     return {"query": dict(query, params=params.__dict__), "results": results}
 
 
@@ -211,24 +201,14 @@ def status(engine, ingestor=None) -> dict:
     if engine is None:
         raise ApiError(503, "CBMIR is not running (see the Orthanc log)")
     result = engine.status()
-    if ingestor is not None and ingestor.seconds > 0:
-        result["ingest"] = {"processed": ingestor.processed,
-                            "images_per_second": round(ingestor.processed / ingestor.seconds, 1)}
+    ingest = ingestor.describe() if ingestor is not None else None
+    if ingest is not None:
+        result["ingest"] = ingest
     return result
 
 
-def list_instances(orthanc) -> list[str]:
-    instances, since = [], 0
-    while True:
-        page = json.loads(orthanc.RestApiGet(f"/instances?since={since}&limit=1000"))
-        instances.extend(page)
-        if len(page) < 1000:
-            return instances
-        since += len(page)
-
-
-def reindex(orthanc, engine) -> dict:
+def reindex(gateway, engine) -> dict:
     engine = require_engine(engine)
-    if not engine.start_reindex(lambda: list_instances(orthanc)):
-        raise ApiError(409, "a re-index is already running", reindex=engine.reindex_progress)
-    return {"started": True, "reindex": engine.reindex_progress}
+    if not engine.start_reindex(gateway.list_instances):
+        raise ApiError(409, "a re-index is already running", reindex=engine.reindex_status())
+    return {"started": True, "reindex": engine.reindex_status()}

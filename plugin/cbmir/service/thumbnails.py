@@ -17,7 +17,8 @@ import numpy as np
 
 from cbmir.core import decode
 from cbmir.core.preprocess import robust_unit_range
-from cbmir.service.routes import resolve_instance, send_json
+from cbmir.service.gateway import NotFound, send_buffer, send_json, send_method_not_allowed
+from cbmir.service.routes import resolve_instance
 from cbmir.vectors.search import ApiError
 
 DEFAULT_SIZE = 256  # longest side in pixels; the panel shows 72 px cards (144 on HiDPI screens)
@@ -72,14 +73,14 @@ def render_png(pixels: np.ndarray, size: int = DEFAULT_SIZE) -> bytes:
     return buffer.getvalue()
 
 
-def thumbnail(orthanc, engine, identifier: str, args: dict) -> bytes:
+def thumbnail(gateway, engine, identifier: str, args: dict) -> bytes:
     """The PNG for an instance (Orthanc ID or SOPInstanceUID); ApiError for every failure."""
 
     frame, size = parse_args(args)
-    instance = resolve_instance(orthanc, engine, identifier)
+    instance = resolve_instance(gateway, engine, identifier)
     try:
-        data = orthanc.GetDicomForInstance(instance)
-    except orthanc.OrthancException:
+        data = gateway.instance_dicom(instance)
+    except NotFound:
         data = None
     if not data:
         raise ApiError(404, f"unknown instance {instance}", instance=instance)
@@ -102,11 +103,9 @@ def answer(output, request: dict, handler, log) -> None:
 
     try:
         if request.get("method") != "GET":
-            output.SendMethodNotAllowed("GET")
+            send_method_not_allowed(output, "GET")
             return
-        png = handler()
-        output.SetHttpHeader("Cache-Control", CACHE_CONTROL)
-        output.AnswerBuffer(png, "image/png")
+        send_buffer(output, handler(), "image/png", {"Cache-Control": CACHE_CONTROL})
     except ApiError as error:
         send_json(output, error.status, error.body())
     except Exception as error:  # a request must never take Orthanc down

@@ -20,6 +20,7 @@ import threading
 import numpy as np
 
 from cbmir.core import decode
+from cbmir.service.gateway import NotFound
 from cbmir.service.routes import require_engine
 from cbmir.vectors.search import ApiError
 
@@ -70,9 +71,9 @@ def _embed_file(embedder, dicom: bytes, batch_size: int) -> np.ndarray:
     return np.concatenate(vectors) if vectors else np.zeros((0, embedder.dim), np.float32)
 
 
-def check_instance(orthanc, engine, instance: str, generation: int) -> tuple[int, list[dict]]:
+def check_instance(gateway, engine, instance: str, generation: int) -> tuple[int, list[dict]]:
     """(frames compared, problems) for one instance."""
-    rows = engine.store.instance_rows(instance, generation)
+    rows = engine.indexed_rows(instance, generation)
     if not rows:
         return 0, [{"instance": instance, "frame": None, "cosine": None,
                     "reason": "not in the index"}]
@@ -83,8 +84,8 @@ def check_instance(orthanc, engine, instance: str, generation: int) -> tuple[int
                     "reason": f"indexed by model {rows[0]['model_version']}, "
                               f"the plugin runs {embedder.version}"}]
     try:
-        dicom = bytes(orthanc.GetDicomForInstance(instance))
-    except orthanc.OrthancException:
+        dicom = bytes(gateway.instance_dicom(instance))
+    except NotFound:
         return 0, [{"instance": instance, "sop_instance_uid": sop, "frame": None, "cosine": None,
                     "reason": "indexed but no longer in Orthanc"}]
     try:
@@ -109,17 +110,17 @@ def check_instance(orthanc, engine, instance: str, generation: int) -> tuple[int
     return len(vectors), problems
 
 
-def verify(orthanc, engine, body: bytes, rng: random.Random | None = None) -> dict:
+def verify(gateway, engine, body: bytes, rng: random.Random | None = None) -> dict:
     """Check a random sample (or the listed instances) of the answering index."""
     engine = require_engine(engine)
     sample, chosen = parse_request(body)
-    generation = engine.active.generation
-    indexed = engine.store.instances(generation)
+    generation = engine.answering_generation
+    indexed = engine.indexed_instances(generation)
     if chosen is None:
         chosen = (rng or random.Random()).sample(indexed, min(sample, len(indexed)))
     frames, problems = 0, []
     for instance in chosen:
-        count, found = check_instance(orthanc, engine, instance, generation)
+        count, found = check_instance(gateway, engine, instance, generation)
         frames += count
         problems += found
     answer = {"indexed_instances": len(indexed), "checked_instances": len(chosen),

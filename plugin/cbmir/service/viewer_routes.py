@@ -8,12 +8,11 @@ without Orthanc.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
-DEFAULT_VIEWER_DIRECTORY = REPO_ROOT / "viewer-extension" / "dist"
+from cbmir.service.gateway import send_buffer, send_json, send_method_not_allowed
+
 PREFIX = "/ohif"
 
 # Only these count as files; any other last segment is an SPA route (e.g. /ohif/viewer, or a
@@ -51,17 +50,6 @@ class Resolved:
     path: Path | None = None
     mime: str | None = None
     message: str = ""
-
-
-def viewer_directory(config) -> Path:
-    """`CBMIR.ViewerDirectory` (a Config attribute or a raw dict key), else viewer-extension/dist."""
-    value = None
-    if isinstance(config, dict):
-        section = config.get("CBMIR", config)
-        value = section.get("ViewerDirectory") if isinstance(section, dict) else None
-    else:
-        value = getattr(config, "viewer_directory", None)
-    return Path(value).expanduser() if value else DEFAULT_VIEWER_DIRECTORY
 
 
 def resolve_request(root: Path, relative: str) -> Resolved:
@@ -123,37 +111,32 @@ def explorer_script(prefix: str = PREFIX) -> str:
 """ % {"prefix": prefix}
 
 
-def register_static_routes(orthanc, config) -> Path | None:
+def register_static_routes(gateway, config) -> Path | None:
     """Serve the viewer under /ohif/ (GET only) and extend Orthanc Explorer; returns the directory.
 
     Nothing is registered when the viewer is not built: /ohif/ then stays free for a site's own
     viewer (e.g. the Orthanc OHIF plugin, which uses the same /ohif/viewer?StudyInstanceUIDs= URLs).
     """
-    root = viewer_directory(config)
+    root = config.viewer_directory  # CBMIR.ViewerDirectory (cbmir.service.config)
     if not (root / "index.html").is_file():
-        orthanc.LogWarning(f"CBMIR: no viewer in {root}: not serving /ohif/ "
+        gateway.log.warning(f"CBMIR: no viewer in {root}: not serving /ohif/ "
                            "(run `make -C viewer-extension build` to serve it)")
         return None
 
     def serve(output, uri, **request):
         if request.get("method") != "GET":
-            output.SendMethodNotAllowed("GET")
+            send_method_not_allowed(output, "GET")
             return
         groups = request.get("groups") or ()
         resolved = resolve_request(root, groups[0] if groups and groups[0] else "")
         if resolved.status != 200:  # JSON like every other error; never echoed as HTML
-            body = json.dumps({"error": resolved.message, "status": resolved.status})
-            output.SetHttpHeader("Content-Type", "application/json")
-            output.SendHttpStatus(resolved.status, body, len(body))
+            send_json(output, resolved.status, {"error": resolved.message, "status": resolved.status})
             return
-        data = resolved.path.read_bytes()
-        if hasattr(output, "SetHttpHeader"):
-            output.SetHttpHeader("Cache-Control", cache_control(resolved.path))
-        output.AnswerBuffer(data, resolved.mime)
+        send_buffer(output, resolved.path.read_bytes(), resolved.mime,
+                    {"Cache-Control": cache_control(resolved.path)})
 
-    orthanc.RegisterRestCallback(PREFIX, serve)
-    orthanc.RegisterRestCallback(PREFIX + "/(.*)", serve)
-    if hasattr(orthanc, "ExtendOrthancExplorer"):
-        orthanc.ExtendOrthancExplorer(explorer_script())
-    orthanc.LogInfo(f"CBMIR: OHIF viewer served from {root} at {PREFIX}/")
+    gateway.register_route(PREFIX, serve)
+    gateway.register_route(PREFIX + "/(.*)", serve)
+    gateway.extend_explorer(explorer_script())
+    gateway.log.info(f"CBMIR: OHIF viewer served from {root} at {PREFIX}/")
     return root

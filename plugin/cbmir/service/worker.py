@@ -12,8 +12,6 @@ onnxruntime releases the GIL while it computes. Every outcome is recorded
 from __future__ import annotations
 
 import hashlib
-import io
-import json
 import os
 import threading
 import time
@@ -22,8 +20,10 @@ from collections.abc import Iterator
 import numpy as np
 
 from cbmir.core import decode, limits
+from cbmir.core.embed import embed_in_batches
 from cbmir.core.preprocess import preprocess
 from cbmir.service import retry
+from cbmir.service.gateway import NotFound
 from cbmir.service.workqueue import Pacer
 from cbmir.vectors.store import Record
 
@@ -61,10 +61,10 @@ def dataset_text(dataset, keyword: str) -> str:
 
 
 class Ingestor:
-    """Runs the worker loop over the engine's queue."""
+    """Runs the worker loop over the engine's queue; Orthanc is reached through `gateway`."""
 
-    def __init__(self, orthanc, engine):
-        self.orthanc = orthanc
+    def __init__(self, gateway, engine):
+        self.gateway = gateway
         self.engine = engine
         self.config = engine.config
         self.thread: threading.Thread | None = None
@@ -84,6 +84,13 @@ class Ingestor:
     def join(self, timeout: float = 10) -> None:
         if self.thread is not None:
             self.thread.join(timeout)
+
+    def describe(self) -> dict | None:
+        """Instances indexed by this process and their rate (status "ingest"); None before any."""
+        if self.seconds <= 0:
+            return None
+        return {"processed": self.processed,
+                "images_per_second": round(self.processed / self.seconds, 1)}
 
     def _run(self) -> None:
         engine = self.engine
@@ -204,7 +211,7 @@ class Ingestor:
                 del frames
             except _Gone:
                 continue
-            except (Skip, limits.TooLarge) as reason:
+            except (Skip, decode.NotAnImage, limits.TooLarge) as reason:
                 engine.store.reject(instance, "skipped", str(reason), meta)
                 engine.log.info(f"CBMIR: skipped {instance}: {reason}")
                 continue
@@ -225,13 +232,11 @@ class Ingestor:
         for index, model, records, inputs in work.values():
             todo = [n for n, r in enumerate(records)
                     if (id(model), r.instance, r.frame) not in embedded]
-            for start in range(0, len(todo), self.config.batch_size):
-                chunk = todo[start:start + self.config.batch_size]
-                embed_began = time.perf_counter()
-                vectors = model.embed_inputs(np.stack([inputs[n] for n in chunk]))
-                engine.latency.record("embed", time.perf_counter() - embed_began, len(chunk))
-                for n, vector in zip(chunk, vectors):
-                    embedded[(id(model), records[n].instance, records[n].frame)] = vector
+            fresh = embed_in_batches(lambda chunk: model.embed_inputs(np.stack(chunk)),
+                                     [inputs[n] for n in todo], self.config.batch_size, model.dim,
+                                     lambda n, took: engine.latency.record("embed", took, n))
+            for n, vector in zip(todo, fresh):
+                embedded[(id(model), records[n].instance, records[n].frame)] = vector
             vectors = np.stack([embedded[(id(model), r.instance, r.frame)] for r in records])
             for record, vector in zip(records, vectors):
                 record.vector = vector
@@ -259,19 +264,15 @@ class Ingestor:
         hold the old content, so they go and the instance is queued again."""
         for instance in instances:
             self.engine.delete("instance", instance)
-            try:
-                self.orthanc.RestApiGet(f"/instances/{instance}")
-            except self.orthanc.OrthancException:
-                continue
-            self.engine.queue.put(instance, force=True)
+            if self.gateway.instance_exists(instance):
+                self.engine.queue.put(instance, force=True)
 
     def load(self, instance: str) -> tuple[dict, Iterator[np.ndarray]]:
         """Metadata and display-ready frames (decoded lazily, one at a time) of a stored
         instance; raises Skip or errors (decoding errors while iterating the frames)."""
-        orthanc = self.orthanc
         try:
-            dicom = orthanc.GetDicomForInstance(instance)
-        except orthanc.OrthancException as error:
+            dicom = self.gateway.instance_dicom(instance)
+        except NotFound as error:
             raise _Gone(instance) from error  # deleted since it was queued
         # The header alone first (bounded, also for deflated files): a size over the limits
         # is refused before any pixel is decoded (cbmir.core.limits).
@@ -282,9 +283,9 @@ class Ingestor:
         parents = orthanc_ids(dataset)
         if parents.get("instance") != instance:  # unusual tags: ask Orthanc (2 more calls)
             try:
-                series = json.loads(orthanc.RestApiGet(f"/instances/{instance}"))["ParentSeries"]
-                study = json.loads(orthanc.RestApiGet(f"/instances/{instance}/study"))
-            except orthanc.OrthancException as error:
+                series = self.gateway.instance(instance)["ParentSeries"]
+                study = self.gateway.instance_study(instance)
+            except NotFound as error:
                 raise _Gone(instance) from error
             parents = {"series": series, "study": study.get("ID", ""),
                        "patient": study.get("ParentPatient", "")}
@@ -304,14 +305,7 @@ class Ingestor:
             raise Skip(f"modality {meta['modality'] or '(none)'} not in CBMIR.Modalities")
         limits.check_size(dataset, self.config.max_frame_pixels, self.config.max_instance_pixels)
         # One frame's pixels in memory at a time, also for deflated files (cbmir.core.decode).
-        return meta, _skip_without_pixels(decode.iter_frames_from_bytes(dicom, dataset))
-
-
-def _skip_without_pixels(frames: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
-    try:
-        yield from frames
-    except decode.NotAnImage as error:
-        raise Skip(str(error)) from error
+        return meta, decode.iter_frames_from_bytes(dicom, dataset)
 
 
 def _orthanc_hash(text: str) -> str:
@@ -347,10 +341,3 @@ def _file_stamp(path) -> tuple | None:
 
 class _Gone(Exception):
     """The instance was deleted from Orthanc before the worker reached it."""
-
-
-def read_first_frame(data: bytes) -> np.ndarray:
-    """Uploaded query body (DICOM or picture) -> one display-ready frame."""
-    if decode.looks_like_dicom(data):
-        return decode.decode_dicom_bytes(data)[0]
-    return decode.read_picture_bytes(io.BytesIO(data).getvalue())

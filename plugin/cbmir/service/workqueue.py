@@ -180,9 +180,10 @@ class Pacer:
     apart for longer, 0 indexes at once.
     """
 
-    def __init__(self, queue: WorkQueue, window: float = 0.15, hold: float = 1.2,
+    def __init__(self, queue: WorkQueue, hold: float, window: float = 0.15,
                  busy_batch: int = 2, sleep=time.sleep):
-        """`sleep`: injected by unit tests together with the queue's clock."""
+        """`hold`: CBMIR.IndexDelaySeconds (its default is in Config). `sleep`: injected by
+        unit tests together with the queue's clock."""
         self.queue = queue
         self.sleep = sleep
         self.window, self.hold, self.busy_batch = window, hold, busy_batch

@@ -14,31 +14,18 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import io
-import re
 import uuid
 
 import numpy as np
-from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset
-from pydicom.tag import BaseTag, Tag
+from pydicom.tag import BaseTag
 from pydicom.valuerep import DS
+
+from cbmir.core.dicom_tags import parse_tag
 
 DEFAULT_LABEL_TAG = "ImageComments"  # (0020,4000), the plugin's default label tag
 _UID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:orthanc-cbmir:dicomize")
-_TAG_PATTERN = re.compile(r"^\(?\s*([0-9A-Fa-f]{4})\s*,?\s*([0-9A-Fa-f]{4})\s*\)?$")
-
-
-def parse_tag(spec: str) -> BaseTag:
-    """A tag from a keyword ("ImageComments") or a number ("0020,4000", "(0020,4000)", "00204000")."""
-    text = str(spec).strip()
-    match = _TAG_PATTERN.match(text)
-    if match:
-        return Tag(int(match.group(1), 16), int(match.group(2), 16))
-    number = tag_for_keyword(text)
-    if number is None:
-        raise ValueError(f"unknown DICOM tag {spec!r}: use a keyword such as ImageComments "
-                         "or a number such as 0020,4000")
-    return Tag(number)
 
 
 def _label_vr(tag: BaseTag) -> str:

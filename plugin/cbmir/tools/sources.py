@@ -7,12 +7,13 @@ uint16 character codes). Listing (`collect`) is cheap; pixels are read per item
 """
 from __future__ import annotations
 
-import csv
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from cbmir.core import manifest
 
 # cjdata.label codes of Cheng et al.'s figshare set.
 FIGSHARE_LABELS = {1: "meningioma", 2: "glioma", 3: "pituitary"}
@@ -21,7 +22,7 @@ MAT_SERIES = "T1 post-contrast (figshare .mat)"
 
 
 class SourceError(ValueError):
-    """An input cannot be listed or read (bad manifest, unreadable file)."""
+    """An image or a `.mat` folder cannot be listed or read (a bad manifest: ManifestError)."""
 
 
 @dataclass(frozen=True)
@@ -62,29 +63,10 @@ def _instance_number(path: Path, position: int) -> int:
 
 
 def read_manifest(csv_path: str | Path) -> list[SourceItem]:
-    """Rows of a `path,label,patient_id,split` CSV; paths are relative to the CSV."""
-    csv_path = Path(csv_path)
-    try:
-        with csv_path.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle)
-            if not reader.fieldnames or "path" not in reader.fieldnames:
-                raise SourceError(f"{csv_path}: a manifest needs a 'path' column "
-                                  "(columns: path,label,patient_id,split)")
-            rows = list(reader)
-    except OSError as error:
-        raise SourceError(f"cannot read manifest {csv_path}: {error}") from error
-    items = []
-    for position, row in enumerate(rows):
-        relative = (row.get("path") or "").strip()
-        if not relative:
-            raise SourceError(f"{csv_path}: row {position + 2} has no path")
-        path = (csv_path.parent / relative).resolve()
-        items.append(SourceItem(path=path,
-                                label=(row.get("label") or "").strip() or None,
-                                patient_id=(row.get("patient_id") or "").strip() or None,
-                                split=(row.get("split") or "").strip() or None,
-                                instance_number=_instance_number(path, position)))
-    return items
+    """Rows of a `path,label,patient_id,split` CSV (cbmir.core.manifest); ManifestError if bad."""
+    return [SourceItem(path=row.path, label=row.label or None, patient_id=row.patient_id or None,
+                       split=row.split or None, instance_number=_instance_number(row.path, position))
+            for position, row in enumerate(manifest.read_manifest(csv_path))]
 
 
 def _h5py():

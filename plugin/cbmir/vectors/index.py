@@ -47,8 +47,10 @@ class _Built:
 class VectorIndex:
     """Search, add and remove for one store generation; thread-safe."""
 
-    def __init__(self, directory: str | Path, generation: int = 1, trees: int = 32,
-                 search_k: int = 20000, candidates: int = 100, rebuild_threshold: int = 1000):
+    def __init__(self, directory: str | Path, generation: int = 1, *, trees: int, search_k: int,
+                 candidates: int, rebuild_threshold: int):
+        """The settings come from the caller (the plugin: CBMIR.AnnoyTrees, AnnoySearchK,
+        Candidates, RebuildThreshold, defaults in cbmir.service.config.Config)."""
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.generation = generation

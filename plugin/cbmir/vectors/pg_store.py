@@ -25,7 +25,8 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
-from cbmir.vectors.store import LEVEL_COLUMNS, META_FIELDS, Record, RowCache  # noqa: F401
+from cbmir.vectors.row_cache import RowCache
+from cbmir.vectors.store import LEVEL_COLUMNS, META_FIELDS, Record  # noqa: F401
 
 SCHEMA_VERSION = 2
 MIGRATION_LOCK = 0x43424D52  # 'CBMR': serialises schema creation by nodes starting together
@@ -106,6 +107,7 @@ class PgStore:
         self.deletions = 0
         self.cache = RowCache()
         self.on_uncached_rows = None  # called when instance_rows read PostgreSQL, not the cache
+        self.before_drop = None  # called with the new generation before an old one is dropped
         self._write_lock = threading.Lock()  # only for cache coherence, not for PG
         try:
             self.migrate()
@@ -377,6 +379,8 @@ class PgStore:
                              "(key) DO UPDATE SET value=excluded.value", (key, value))
 
     def drop_generations(self, keep: int, only: int | None = None) -> int:
+        if only is not None and self.before_drop is not None:
+            self.before_drop(keep)  # the other nodes' replicas leave `only` first (cluster.py)
         where, args = ("generation<%s", (keep,)) if only is None else ("generation=%s", (only,))
         with self.connection() as conn, conn.transaction():
             count = conn.execute(f"DELETE FROM cbmir_index.vectors WHERE {where}", args).rowcount

@@ -134,9 +134,7 @@ def find_similar(index, store, vector: np.ndarray, params: Params, query: dict) 
 
 
 def _with_percentiles(index, vector, results: list[dict], raw: list[float], own: set) -> list[dict]:
-    reference = getattr(index, "reference", None)
-    values = (reference.percentiles(vector, raw, own) if reference is not None and results
-              else [float("nan")] * len(results))
+    values = index.reference.percentiles(vector, raw, own) if results else []
     for result, value in zip(results, values):
         result["percentile"] = None if np.isnan(value) else float(value)
     return results

@@ -1,11 +1,10 @@
-import groupResults from './groupResults.js';
 import summarizeLabels from './summarizeLabels.js';
 
 /**
  * The panel's states:
  * - `idle`: no image on screen to query with
  * - `loading`: a query is in flight
- * - `results`: grouped hits and their label summary
+ * - `results`: the similar cases (the plugin's answer, one best slice per study) and their label summary
  * - `empty`: the query worked and found nothing (filters too narrow, or an empty index)
  * - `pending`: the image is known but not indexed yet (409), with the plugin's pending count
  * - `notIndexable`: the image cannot be indexed (422: not a greyscale image, a report, ...)
@@ -34,15 +33,14 @@ export function panelReducer(state, action) {
       if (!results.length) {
         return { status: 'empty', requestKey: state.requestKey, query: action.body?.query ?? null };
       }
-      const groups = groupResults(results);
       // The server's echo of the filter it applied, else the one asked for.
       const filterLabel = action.body?.query?.params?.label ?? action.label ?? null;
       return {
         status: 'results',
         requestKey: state.requestKey,
         query: action.body?.query ?? null,
-        groups,
-        summary: summarizeLabels(groups, { filterLabel }),
+        cases: results,
+        summary: summarizeLabels(results, { filterLabel }),
       };
     }
     case 'failure':
@@ -76,7 +74,7 @@ export function stateForError(error) {
 
 function _keptResults(state) {
   if (state.status === 'results') {
-    return { groups: state.groups, summary: state.summary };
+    return { cases: state.cases, summary: state.summary };
   }
   return state.status === 'loading' ? state.previous : null;
 }

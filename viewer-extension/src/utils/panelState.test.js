@@ -11,11 +11,11 @@ test('start -> loading', () => {
   assert.equal(loading.requestKey, key);
 });
 
-test('success with hits -> results grouped by study with a summary', () => {
+test('success with hits -> the cases as the plugin grouped them, with a summary', () => {
   const body = { query: { k: 10 }, results: [hit(), hit({ study_instance_uid: 'S2', label: 'meningioma', score: 0.7 })] };
   const state = panelReducer(loading, { type: 'success', requestKey: key, body });
   assert.equal(state.status, 'results');
-  assert.equal(state.groups.length, 2);
+  assert.deepEqual(state.cases, body.results);
   assert.equal(state.summary.text, '1 of 2 similar cases are labelled glioma; 1 meningioma.');
 });
 
@@ -32,7 +32,7 @@ test('an answer to an older request is dropped', () => {
 test('a new query keeps the previous results to show while loading', () => {
   const results = panelReducer(loading, { type: 'success', requestKey: key, body: { results: [hit()] } });
   const again = panelReducer(results, { type: 'start', requestKey: 'k2' });
-  assert.equal(again.previous.groups.length, 1);
+  assert.equal(again.previous.cases.length, 1);
 });
 
 test('errors map to their states', () => {

@@ -7,7 +7,7 @@ export const DISCLAIMER = 'A retrieval aid for comparison, not a diagnosis.';
  * With a label filter on, every case carries that label by construction: counting them ("9 of 9 are
  * labelled glioma") would read as evidence. The text then says that a filter is on instead.
  *
- * @param {{label: string|null}[]} cases - one entry per similar case (a study group or a hit)
+ * @param {{label: string|null}[]} cases - one entry per similar case (the plugin sends one hit per study)
  * @param {{filterLabel?: string|null}} [options] - the label filter the answer was made with
  * @returns {{total: number, counts: {label: string|null, count: number}[], text: string, disclaimer: string,
  *   filtered: boolean}}

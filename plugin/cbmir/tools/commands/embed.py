@@ -12,14 +12,15 @@ way in; `cbmir verify` checks a running index); a JPG/PNG gives the vector
 from __future__ import annotations
 
 import argparse
-import csv
+import sys
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from cbmir.core import manifest
 from cbmir.core.decode import read_image_file
-from cbmir.core.embed import Embedder
+from cbmir.core.embed import Embedder, embed_in_batches
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,30 +37,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true")
 
 
-def manifest_paths(manifest: str | Path) -> list[Path]:
-    manifest = Path(manifest)
-    with manifest.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        if "path" not in (reader.fieldnames or []):
-            raise SystemExit(f"{manifest}: no `path` column")
-        return [manifest.parent / row["path"] for row in reader]
-
-
 def embed_files(embedder: Embedder, paths: list[Path], batch_size: int = 32,
                 progress: bool = True) -> np.ndarray:
-    chunks = []
-    for start in tqdm(range(0, len(paths), batch_size), desc="embed", unit="batch",
-                      disable=not progress):
-        images = [read_image_file(path) for path in paths[start:start + batch_size]]
-        chunks.append(embedder.embed_images(images))
-    if not chunks:
-        return np.zeros((0, embedder.dim), dtype=np.float32)
-    return np.concatenate(chunks).astype(np.float32)
+    """(N, D) vectors of the files, read one batch at a time."""
+    with tqdm(total=-(-len(paths) // batch_size), desc="embed", unit="batch",
+              disable=not progress) as bar:
+        return embed_in_batches(lambda chunk: embedder.embed_images([read_image_file(p)
+                                                                     for p in chunk]),
+                                paths, batch_size, embedder.dim, lambda n, seconds: bar.update())
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        paths = [row.path for row in manifest.read_manifest(args.manifest)]
+    except manifest.ManifestError as error:
+        print(f"cbmir embed: {error}", file=sys.stderr)
+        return 2
     embedder = Embedder(args.model, threads=args.threads, device=args.device)
-    paths = manifest_paths(args.manifest)
     vectors = embed_files(embedder, paths, args.batch_size, progress=not args.quiet)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

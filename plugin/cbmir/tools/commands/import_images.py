@@ -17,6 +17,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
+from cbmir.core import dicom_tags, manifest
 from cbmir.tools import dicomize, sources
 
 STORED, PRESENT, FAILED = "stored", "already present", "failed"
@@ -151,14 +152,13 @@ def import_items(items: list[sources.SourceItem], uploader: OrthancUploader, lab
 
 def parse_splits(text: str | None) -> set[str] | None:
     """"fold1, fold2" -> {"fold1", "fold2"}; None when no split was asked for."""
-    splits = {part.strip() for part in (text or "").split(",") if part.strip()}
-    return splits or None
+    return set(manifest.parse_splits(text)) or None
 
 
 def run_import(items: list[sources.SourceItem], args: argparse.Namespace) -> int:
     """Shared by `cbmir import` and `cbmir demo`: check Orthanc, import, print the summary."""
     try:
-        dicomize.parse_tag(args.label_tag)
+        dicom_tags.parse_tag(args.label_tag)
     except ValueError as error:
         print(f"cbmir import: {error}", file=sys.stderr)
         return 2
@@ -184,7 +184,7 @@ def run_import(items: list[sources.SourceItem], args: argparse.Namespace) -> int
 def run(args: argparse.Namespace) -> int:
     try:
         items = sources.collect(args.manifest, parse_splits(args.splits), args.limit)
-    except (sources.SourceError, OSError) as error:
+    except (sources.SourceError, manifest.ManifestError, OSError) as error:
         print(f"cbmir import: {error}", file=sys.stderr)
         return 2
     if not items:

@@ -96,13 +96,13 @@ export default function SimilarCasesView({
             "Closer than 99.8 %": the case is more similar to this slice than 99.8 % of the archive.
           </div>
           <ol className={`cbmir-results${state.status === 'loading' ? ' cbmir-stale' : ''}`}>
-            {shown.groups.map(group => (
+            {shown.cases.map(hit => (
               <ResultCard
-                key={group.studyInstanceUid || group.best.sop_instance_uid}
-                group={group}
+                key={hit.study_instance_uid || hit.sop_instance_uid}
+                hit={hit}
                 onOpen={onOpen}
                 thumbnailUrl={thumbnailUrl}
-                compared={!!comparing && comparing.studyInstanceUid === group.studyInstanceUid}
+                compared={!!comparing && comparing.studyInstanceUid === hit.study_instance_uid}
               />
             ))}
           </ol>
@@ -112,23 +112,22 @@ export default function SimilarCasesView({
   );
 }
 
-function ResultCard({ group, onOpen, thumbnailUrl, compared }) {
-  const hit = group.best;
+/** One similar case: the plugin groups by study (`group_by=study`), so `hit` is that study's best slice. */
+function ResultCard({ hit, onOpen, thumbnailUrl, compared }) {
   const src = thumbnailUrl(hit);
-  const more = group.hits.length - 1;
   return (
     <li
       className={`cbmir-result${compared ? ' cbmir-compared' : ''}`}
       data-testid="cbmir-result"
       data-compared={compared ? 'true' : 'false'}
-      data-label={group.label ?? ''}
-      data-study-instance-uid={group.studyInstanceUid ?? ''}
+      data-label={hit.label ?? ''}
+      data-study-instance-uid={hit.study_instance_uid ?? ''}
       data-sop-instance-uid={hit.sop_instance_uid ?? ''}
     >
       <div className="cbmir-thumb">{src ? <img src={src} alt="" /> : null}</div>
       <div className="cbmir-meta">
         <div className="cbmir-row">
-          <span className={`cbmir-label${group.label ? '' : ' cbmir-unlabelled'}`}>{group.label || 'unlabelled'}</span>
+          <span className={`cbmir-label${hit.label ? '' : ' cbmir-unlabelled'}`}>{hit.label || 'unlabelled'}</span>
           <span
             className="cbmir-score"
             data-testid="cbmir-similarity"
@@ -146,7 +145,6 @@ function ResultCard({ group, onOpen, thumbnailUrl, compared }) {
         <div className="cbmir-row">
           <span className="cbmir-detail">
             {hit.patient_id ? `Patient ${hit.patient_id}` : ''}
-            {more > 0 ? ` · +${more} more slice${more === 1 ? '' : 's'}` : ''}
           </span>
           <button
             type="button"

@@ -64,8 +64,8 @@ const loaded = results => {
 };
 const count = (html, needle) => html.split(needle).length - 1;
 
-test('results: the root, one card per study with its open control, the summary', () => {
-  const html = render(props(loaded([hit(), hit({ sop_instance_uid: 'S.2' }), hit({ study_instance_uid: 'ST.2', label: 'meningioma', instance: 'i2' })])));
+test('results: the root, one card per case (the plugin sends one per study) with its open control, the summary', () => {
+  const html = render(props(loaded([hit(), hit({ study_instance_uid: 'ST.2', label: 'meningioma', instance: 'i2' })])));
   assert.match(html, /data-testid="cbmir-panel"[^>]*data-state="results"/);
   assert.equal(count(html, 'data-testid="cbmir-result"'), 2);
   assert.equal(count(html, 'data-testid="cbmir-open"'), 2);
@@ -74,7 +74,6 @@ test('results: the root, one card per study with its open control, the summary',
   assert.match(html, /not a diagnosis/);
   assert.match(html, /2024-01-01/);
   assert.match(html, /0\.930/);
-  assert.match(html, /\+1 more slice/);
   assert.match(html, /src="\/instances\/i1\/preview"/);
   assert.match(html, /data-testid="cbmir-exclude-same-patient" checked=""/);
 });
