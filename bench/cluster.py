@@ -8,6 +8,8 @@ helper `make cluster` uses) with the shipped model and real figshare pixels:
   node claimed it);
 - store to searchable across nodes: images stored on node 0 at `--rate` images/s, each polled
   on the LAST node (node 0 itself with one node) until `/cbmir/similar` answers 200: p50/p95;
+- the same three on one node with today's embedded SQLite store (`make run`), in the same run
+  and so under the same machine load: the cost of the PostgreSQL store itself;
 - query latency: `--queries` `GET /cbmir/similar/{id}` from 2 clients, round-robin over the
   nodes: p50/p95/p99 and answers per second.
 
@@ -56,7 +58,7 @@ def vectors_in_pg(pg: PostgresServer, database: str) -> int:
                        f'(SELECT max(generation) FROM "{table}".vectors)', database=database) or 0)
 
 
-def throughput(nodes, pg, database, datas) -> dict:
+def throughput(nodes, indexed_count, datas) -> dict:
     sessions = [requests.Session() for _ in nodes]
     for session, node in zip(sessions, nodes):
         session.auth = node.auth
@@ -73,10 +75,10 @@ def throughput(nodes, pg, database, datas) -> dict:
         ids = list(pool.map(upload, range(len(datas))))
     stored = time.perf_counter() - start
     deadline = time.monotonic() + 600
-    while vectors_in_pg(pg, database) < len(set(ids)) and time.monotonic() < deadline:
+    while indexed_count() < len(set(ids)) and time.monotonic() < deadline:
         time.sleep(0.2)
     indexed = time.perf_counter() - start
-    done = vectors_in_pg(pg, database)
+    done = indexed_count()
     return {"images": len(datas), "store_seconds": round(stored, 2),
             "store_images_per_s": round(len(datas) / stored, 1),
             "indexed_seconds": round(indexed, 2), "indexed": done,
@@ -167,6 +169,8 @@ def main() -> int:
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--model", default=str(common.DEFAULT_MODEL))
     parser.add_argument("--name", default="cluster")
+    parser.add_argument("--no-baseline", action="store_true",
+                        help="skip the 1-node SQLite baseline measured in the same run")
     args = parser.parse_args()
     reason = missing_reason()
     if reason:
@@ -177,12 +181,34 @@ def main() -> int:
     counts = [int(n) for n in args.nodes.split(",")]
     datas = common.make_instances(args.images + args.rate_images * len(counts), tag="CLUSTER")
     results, rows = {}, []
+    if not args.no_baseline:
+        datas += common.make_instances(args.images + args.rate_images, tag="BASELINE", seed=1)
     try:
+        if not args.no_baseline:  # today's single node (embedded SQLite store), same data, same load
+            node = common.server(home / "sqlite", model=Path(args.model)).start(timeout=180)
+            try:
+                base = len(datas) - args.images - args.rate_images
+                ingest = throughput([node], lambda: node.status()["indexed"],
+                                    datas[base:base + args.images])
+                ids = ingest.pop("ids")
+                steady = store_to_searchable(node, node, datas[base + args.images:], args.rate)
+                query = queries([node], ids, args.queries)
+            finally:
+                node.stop(timeout=60)
+            results["1_node_sqlite"] = {"ingest": ingest, "store_to_searchable": steady,
+                                        "query": query}
+            print("1 node, SQLite:", results["1_node_sqlite"], flush=True)
+            rows.append(f"| 1 (SQLite store, `make run`) | {ingest['indexed']}/{ingest['images']} | "
+                        f"{ingest['store_images_per_s']} | {ingest['indexed_images_per_s']} | "
+                        f"{steady.get('p50_ms')} | {steady.get('p95_ms')} | "
+                        f"{steady['never_searchable']} | {query.get('p50_ms')} | "
+                        f"{query.get('p99_ms')} | {query['per_s']} | {query['errors']} |")
         for run, count in enumerate(counts):
             database = f"bench_{count}_nodes"
             nodes = start_nodes(count, pg, database, home, Path(args.model))
             try:
-                ingest = throughput(nodes, pg, database, datas[:args.images])
+                ingest = throughput(nodes, lambda: vectors_in_pg(pg, database),
+                                    datas[:args.images])
                 ids = ingest.pop("ids")
                 first = args.images + run * args.rate_images
                 steady = store_to_searchable(nodes[0], nodes[-1],
@@ -209,6 +235,11 @@ def main() -> int:
              "| nodes | indexed | store img/s | indexed img/s | searchable p50 ms | p95 ms | "
              "never | query p50 ms | p99 ms | queries/s | errors |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |", *rows, "",
+             "- store rate achieved in the searchable run (target "
+             f"{args.rate}/s): " + ", ".join(f"{k}: {v['store_to_searchable']['rate_achieved']}"
+                                              for k, v in results.items()),
+             "- `store img/s` is Orthanc's own storing (4 clients): with the PostgreSQL index "
+             "(orthanc-postgresql) it is slower than with Orthanc's SQLite, before CBMIR does anything.",
              f"- CPU-bound: all nodes, PostgreSQL and the clients share {env['cores']} cores, so "
              "adding nodes here adds processes, not capacity; the figures show the cost of "
              "coordination (claims, replica feeds), not the scale-out a cluster of machines gets.",
