@@ -73,7 +73,7 @@ class ClusterEngine(Engine):
         self.store.on_uncached_rows = self.replica.catch_up
         self.queue.has_peers = lambda: self.replica.peers > 0  # alone: work as one node does
         self.store.before_drop = self.wait_nodes_switched
-        from cbmir.vectors.pg_store import conninfo
+        from cbmir.vectors.pg_schema import conninfo
         self.listener = Listener(conninfo(config.postgresql), {
             "vectors": self.replica.wake, "queue": self.queue.wake.set}, log=self.log.warning)
         self.reconciliations: dict = {}

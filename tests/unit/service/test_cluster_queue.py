@@ -287,7 +287,7 @@ def test_a_node_that_is_storing_leaves_its_fresh_arrivals_to_the_others(pg_store
 
 def test_notifications_wake_the_other_nodes(pg_database, pg_store):
     from cbmir.service.notify import Listener
-    from cbmir.vectors.pg_store import conninfo
+    from cbmir.vectors.pg_schema import conninfo
     woken = {"vectors": threading.Event(), "queue": threading.Event()}
     listener = Listener(conninfo(pg_database), {k: e.set for k, e in woken.items()})
     listener.start()

@@ -200,7 +200,8 @@ def test_an_index_written_before_fingerprints_is_migrated_in_place(tmp_path):
 
 def test_the_postgresql_schema_is_migrated_and_a_newer_one_refused(request):
     settings = request.getfixturevalue("pg_database")
-    from cbmir.vectors.pg_store import SCHEMA_VERSION, PgStore
+    from cbmir.vectors.pg_schema import SCHEMA_VERSION
+    from cbmir.vectors.pg_store import PgStore
     store = PgStore(settings, pool_size=1)
     store.add([record("a")], 1)
     with store.connection() as conn:  # the schema of version 2 (before fingerprints)
