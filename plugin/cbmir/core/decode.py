@@ -17,6 +17,7 @@ decode for certain raises `UndecodableImage`, never a wrong picture.
 from __future__ import annotations
 
 import io
+import itertools
 import struct
 from collections.abc import Iterator
 from pathlib import Path
@@ -222,6 +223,21 @@ def _display_frames(frames, dataset, from_file: bool = False) -> Iterator[np.nda
         index += 1
     if index == 0:
         raise UndecodableImage("pixel data holds no frame")
+
+
+def frame_count(dataset) -> int:
+    """NumberOfFrames as the header says (1 when absent); ValueError for a garbled value."""
+    return int(dataset.get("NumberOfFrames", 1) or 1)
+
+
+def decode_frame(dataset, index: int) -> np.ndarray:
+    """Frame `index`, display-ready, with one frame in memory at a time: the frames before it
+    are decoded in order and dropped, the ones after it never decoded (a query or thumbnail
+    of a large multi-frame object). UndecodableImage when the pixel data holds fewer."""
+    frame = next(itertools.islice(iter_frames(dataset), index, None), None)
+    if frame is None:
+        raise UndecodableImage(f"frame {index} is missing from the pixel data")
+    return frame
 
 
 def frames_from_dataset(dataset) -> list[np.ndarray]:

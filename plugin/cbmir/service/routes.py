@@ -158,7 +158,11 @@ def query_upload(engine, headers: dict, body: bytes) -> dict:
         try:
             dataset = decode.read_dataset(data)
             patient_id = patient_id or str(dataset.get("PatientID", "") or "") or None
-            frames = decode.frames_from_dataset(dataset)
+            count = decode.frame_count(dataset)
+            frame = params.frame if params.frame is not None else count // 2
+            if frame >= count:
+                raise ApiError(400, f"the upload has {count} frame(s), not frame {frame}")
+            pixels = decode.decode_frame(dataset, frame)  # one frame in memory at a time
         except decode.NotAnImage as error:
             raise ApiError(422, f"not an indexable image: {error}") from None
         except decode.UndecodableImage as error:
@@ -166,10 +170,6 @@ def query_upload(engine, headers: dict, body: bytes) -> dict:
         except (ValueError, TypeError, ArithmeticError) as error:  # e.g. RescaleSlope "abc"
             raise ApiError(422, f"cannot read the DICOM upload: {type(error).__name__}: "
                                 f"{error}") from None
-        frame = params.frame if params.frame is not None else len(frames) // 2
-        if frame >= len(frames):
-            raise ApiError(400, f"the upload has {len(frames)} frame(s), not frame {frame}")
-        pixels = frames[frame]
     elif content_type in PICTURE_TYPES or content_type in DICOM_TYPES:
         try:
             pixels = decode.read_picture_bytes(data)

@@ -85,17 +85,21 @@ def thumbnail(gateway, engine, identifier: str, args: dict) -> bytes:
     if not data:
         raise ApiError(404, f"unknown instance {instance}", instance=instance)
     try:
-        frames = decode.frames_from_dataset(decode.read_dataset(bytes(data)))
-        if frame >= len(frames):
-            raise ApiError(400, f"instance {instance} has frames 0..{len(frames) - 1}, not {frame}",
-                           instance=instance, frames=len(frames))
-        return render_png(frames[frame], size)
+        dataset = decode.read_dataset(bytes(data))
+        count = decode.frame_count(dataset)
+        if frame >= count:
+            raise ApiError(400, f"instance {instance} has frames 0..{count - 1}, not {frame}",
+                           instance=instance, frames=count)
+        return render_png(decode.decode_frame(dataset, frame), size)
     except decode.NotAnImage as error:
         raise ApiError(422, f"instance {instance} has no image to draw: {error}",
                        instance=instance) from None
     except decode.UndecodableImage as error:
         raise ApiError(422, f"instance {instance} cannot be decoded: {error}",
                        instance=instance) from None
+    except (ValueError, TypeError, ArithmeticError) as error:  # e.g. NumberOfFrames "abc"
+        raise ApiError(422, f"instance {instance} cannot be read: {type(error).__name__}: "
+                            f"{error}", instance=instance) from None
 
 
 def answer(output, request: dict, handler, log) -> None:

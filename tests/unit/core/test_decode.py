@@ -140,3 +140,19 @@ def test_an_impossible_bit_layout_is_refused():
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 8, 0
     with pytest.raises(decode.UndecodableImage, match="impossible bit layout"):
         decode.stored_values(np.zeros(4, np.uint16), ds, encapsulated=False)
+
+
+def test_decode_frame_decodes_up_to_the_asked_frame_only(monkeypatch):
+    """A query or thumbnail of frame i of a multi-frame object holds one frame at a time and
+    never decodes the frames after i."""
+    seen = []
+
+    def frames(dataset):
+        for number in range(5):
+            seen.append(number)
+            yield np.full((2, 2), number, np.float32)
+
+    monkeypatch.setattr(decode, "iter_frames", frames)
+    assert decode.decode_frame(object(), 2)[0, 0] == 2 and seen == [0, 1, 2]
+    with pytest.raises(decode.UndecodableImage, match="frame 7 is missing"):
+        decode.decode_frame(object(), 7)
