@@ -5,7 +5,8 @@ REST handlers run in different threads and must agree on which generation of
 vectors answers and which one is being written. The Engine owns that decision;
 each of those parts only calls it.
 
-What the REST routes may ask (they never touch `store`, `queue` or `target`): `model_available`
+What the REST routes and the metrics may ask (they never touch `store`, `queue` or `target`):
+`counters`, `model_available`
 and `model_error`, `instances_for_sop`, `answering_generation`, `indexed_rows`,
 `indexed_instances`, `rejection`, `request_indexing`,
 `search`, `answering_embedder`, `start_reindex` and `reindex_status`, `status`. The wiring
@@ -351,17 +352,25 @@ class Engine:
         """A copy of the re-index progress: running, generation, total, done (error)."""
         return dict(self.reindex_progress)
 
+    def counters(self) -> dict:
+        """What /cbmir/status and the metrics share (one store count): indexed, frames,
+        failed, skipped of the answering generation; this node's pending work and the age of
+        its oldest item; the answering index (size, fresh); whether a model is loaded."""
+        return {**self.store.counts(self.active.generation), "pending": self.queue.pending(),
+                "queue_age_seconds": self.queue.oldest_age(), "index": self.active.describe(),
+                "model_available": self.embedder is not None}
+
     def status(self) -> dict:
-        counts = self.store.counts(self.active.generation)
+        counts = self.counters()
         model = ({"available": True, **{k: v for k, v in self.embedder.describe().items()}}
                  if self.embedder else {"available": False, "error": self.model_error,
                                         "path": str(self.config.model_path)})
         return {"started": self.started,
                 "indexed": counts["indexed"], "indexed_frames": counts["frames"],
-                "pending": self.queue.pending(), "failed": counts["failed"],
+                "pending": counts["pending"], "failed": counts["failed"],
                 "skipped": counts["skipped"], "deletions": self.deletions_done,
                 "model": model,
-                "index": self.active.describe(), "reindex": dict(self.reindex_progress),
+                "index": counts["index"], "reindex": dict(self.reindex_progress),
                 "latency": self.latency.describe(),
                 "checkpoint": int(self.store.get_state("changes_checkpoint", "0")),
                 "recent_failures": self.store.recent_failures(5),

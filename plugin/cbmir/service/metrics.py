@@ -83,17 +83,17 @@ class _Timer:
 
 
 def snapshot(engine) -> dict[str, float]:
-    """The current value of every metric, from the engine's state (one SQLite count)."""
-    counts = engine.store.counts(engine.active.generation)
-    index = engine.active.describe()
+    """The current value of every metric, from the engine's counters (one store count)."""
+    counts = engine.counters()
+    index = counts["index"]
     latencies = engine.latency.take()
     totals = engine.latency.describe()["totals"]
     return {"cbmir_indexed": counts["indexed"], "cbmir_indexed_frames": counts["frames"],
-            "cbmir_pending": engine.queue.pending(), "cbmir_failed": counts["failed"],
+            "cbmir_pending": counts["pending"], "cbmir_failed": counts["failed"],
             "cbmir_skipped": counts["skipped"], "cbmir_index_size": index["size"],
             "cbmir_index_fresh": index["fresh"],
-            "cbmir_queue_age_seconds": round(engine.queue.oldest_age(), 3),
-            "cbmir_model_available": 1 if engine.embedder is not None else 0,
+            "cbmir_queue_age_seconds": round(counts["queue_age_seconds"], 3),
+            "cbmir_model_available": 1 if counts["model_available"] else 0,
             "cbmir_embed_latency_ms": latencies.get("embed", 0.0),
             "cbmir_query_latency_ms": latencies.get("query", 0.0),
             "cbmir_embedded_images_total": totals.get("embed", 0),

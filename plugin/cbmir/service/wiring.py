@@ -72,7 +72,7 @@ def register(orthanc) -> dict:
         cluster.start(engine)  # cluster mode: the claimer, the replica, the listener
         engine.resume_work(gateway.list_instances)  # re-index or rebuild; then "started"
         metrics.start()  # values set before ORTHANC_STARTED are dropped by Orthanc
-        log.warning(f"CBMIR: started; index {describe_index(engine.active.describe())}")
+        log.warning(f"CBMIR: started; index {describe_index(engine.counters()['index'])}")
 
     def on_started():
         state["orthanc_started"] = True

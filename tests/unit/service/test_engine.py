@@ -47,6 +47,20 @@ def test_the_engine_counts_as_started_only_after_resume_work(tmp_path):
     assert engine.reindex_status() == {"running": False}  # nothing to resume, same model
 
 
+def test_counters_are_what_status_and_the_metrics_share(tmp_path):
+    engine = fake_engine(tmp_path)
+    add(engine, "a", unit(1, 0))
+    engine.store.reject("b", "skipped", "modality CT")
+    engine.enqueue("c")
+    counters = engine.counters()
+    assert (counters["indexed"], counters["frames"], counters["skipped"]) == (1, 1, 1)
+    assert counters["pending"] == 1 and counters["queue_age_seconds"] >= 0
+    assert counters["index"]["size"] == 1 and counters["model_available"] is True
+    status = engine.status()
+    assert (status["indexed"], status["pending"], status["skipped"], status["index"]) == (
+        1, 1, 1, counters["index"])
+
+
 def test_what_the_routes_ask(tmp_path):
     engine = fake_engine(tmp_path)
     add(engine, "a", unit(1, 0, 0, 0, 0, 0, 0, 0), patient="P1", study="S1")
@@ -111,9 +125,9 @@ def test_a_deleted_resource_leaves_the_store_and_the_index(tmp_path):
 
 
 # -- the routes ask the engine; they do not reach into it ---------------------------------------
-ROUTE_MODULES = ("routes.py", "verify.py", "thumbnails.py", "wiring.py", "openapi.py",
+ROUTE_MODULES = ("routes.py", "verify.py", "thumbnails.py", "wiring.py", "openapi.py", "metrics.py",
                  "viewer_routes.py")
-ENGINE_INSIDES = {"store", "queue", "target", "reindex_progress", "sdk_missing"}
+ENGINE_INSIDES = {"store", "queue", "active", "target", "reindex_progress", "sdk_missing"}
 INGESTOR_INSIDES = {"processed", "seconds"}
 
 
@@ -134,6 +148,6 @@ def _reaches(path: Path) -> list[str]:
     return found
 
 
-def test_routes_and_wiring_do_not_reach_into_the_engine():
+def test_routes_wiring_and_metrics_do_not_reach_into_the_engine():
     for module in ROUTE_MODULES:
         assert _reaches(SERVICE / module) == [], module

@@ -11,12 +11,11 @@ from support.fake_orthanc import FakeOrthanc
 
 
 def fake_engine(latency):
-    index = SimpleNamespace(generation=1, describe=lambda: {"size": 7, "fresh": 2})
-    store = SimpleNamespace(counts=lambda generation: {"indexed": 5, "frames": 7, "failed": 1,
-                                                       "skipped": 3})
-    queue = SimpleNamespace(pending=lambda: 4, oldest_age=lambda: 2.5)
-    return SimpleNamespace(store=store, active=index, queue=queue, embedder=object(),
-                           latency=latency, log=Log.wrap(print))
+    """An engine as the metrics see it: its counters (Engine.counters) and latencies."""
+    counters = {"indexed": 5, "frames": 7, "failed": 1, "skipped": 3, "pending": 4,
+                "queue_age_seconds": 2.5, "index": {"size": 7, "fresh": 2},
+                "model_available": True}
+    return SimpleNamespace(counters=lambda: counters, latency=latency, log=Log.wrap(print))
 
 
 def test_publish_sets_every_metric_from_the_engine():
