@@ -87,6 +87,10 @@ def cluster_overrides(pg: dict, storage_directory: str | os.PathLike | None = No
     if storage_directory is None:
         plugins.append(POSTGRESQL_PLUGINS["storage"])
     else:
+        # Made here, before any node starts: nodes starting together race to create it, and
+        # Orthanc 1.10 stops when its create fails because another node won ("Cannot create
+        # a directory", seen with `make cluster`).
+        Path(storage_directory).mkdir(parents=True, exist_ok=True)
         overrides["StorageDirectory"] = str(storage_directory)
     cbmir = {"Store": "postgresql"}
     if node_name:
