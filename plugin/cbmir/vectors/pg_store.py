@@ -235,14 +235,7 @@ class PgStore:
         return sorted(row[0] for row in rows)
 
     def metadata(self, ids: list[int]) -> dict[int, dict]:
-        result: dict[int, dict] = {}
-        missing = []
-        for row_id in ids:
-            row = self.cache.get(int(row_id))
-            if row is None:
-                missing.append(int(row_id))
-            else:
-                result[row["id"]] = row
+        result, missing = self.cache.lookup(ids)
         if missing:
             for row in self.rows("id = ANY(?)", (missing,)):
                 result[row["id"]] = row

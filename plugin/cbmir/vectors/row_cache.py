@@ -40,6 +40,18 @@ class RowCache:
     def get(self, row_id: int) -> dict | None:
         return self._rows.get(row_id)
 
+    def lookup(self, ids) -> tuple[dict[int, dict], list[int]]:
+        """({id: row} of the ids held here, [ids the store must read]): both stores' metadata()."""
+        found: dict[int, dict] = {}
+        missing = []
+        for row_id in ids:
+            row = self.get(int(row_id))
+            if row is None:
+                missing.append(int(row_id))
+            else:
+                found[row["id"]] = row
+        return found, missing
+
     def instance(self, instance: str, generation: int) -> list[dict] | None:
         return self._by_instance.get((generation, instance))
 

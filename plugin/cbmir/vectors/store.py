@@ -211,15 +211,7 @@ class Store:
 
     def metadata(self, ids: list[int]) -> dict[int, dict]:
         """Metadata (no vectors) for row ids, chunked below SQLite's variable limit."""
-        result: dict[int, dict] = {}
-        missing = []
-        for row_id in ids:
-            row = self.cache.get(int(row_id))
-            if row is None:
-                missing.append(int(row_id))
-            else:
-                result[row["id"]] = row
-        ids = missing
+        result, ids = self.cache.lookup(ids)
         for start in range(0, len(ids), 500):
             chunk = ids[start:start + 500]
             for row in self.rows(f"id IN ({', '.join('?' * len(chunk))})", tuple(chunk)):
