@@ -12,7 +12,8 @@ import numpy as np
 from tqdm import tqdm
 
 from . import datasets
-from .finegrained import DEFAULT_SEED, evaluate_finegrained
+from . import reranking
+from .finegrained import DEFAULT_SEED, embed_copies, evaluate_finegrained
 from .finegrained import markdown_section as finegrained_markdown
 from .metrics import retrieval_metrics
 
@@ -128,9 +129,10 @@ def save_plots(result: dict, vectors: np.ndarray, labels: list[str], out: Path,
 def evaluate(model_path: str | Path, manifest: str | Path, queries: list[str],
              database: list[str], out: str | Path, cache_dir=None, map_method: str = "pca",
              threads: int = 0, progress: bool = True, limit: int = 0,
-             finegrained_seed: int | None = DEFAULT_SEED) -> dict:
+             finegrained_seed: int | None = DEFAULT_SEED, rerank: bool = False) -> dict:
     """The whole `cbmir evaluate`: embed, score, write evaluation.json/.md and PNG plots.
-    `limit`: evaluate N images only, stratified by (split, label) (smoke runs)."""
+    `limit`: evaluate N images only, stratified by (split, label) (smoke runs);
+    `rerank`: also score aQE / DBA re-ranking (cbmir_train.reranking)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     records = datasets.select(datasets.read_manifest(manifest), sorted(set(queries + database)))
@@ -138,9 +140,13 @@ def evaluate(model_path: str | Path, manifest: str | Path, queries: list[str],
     size, embed, model_info = load_embedder(model_path, threads, progress=progress)
     vectors = embed(datasets.load_inputs(records, size, cache_dir, progress))
     result = score_splits(vectors, records, queries, database)
+    copies = None
     if finegrained_seed is not None:
+        copies = embed_copies(embed, size, records, queries, finegrained_seed)
         result["finegrained"] = evaluate_finegrained(embed, size, vectors, records, queries,
-                                                     database, finegrained_seed)
+                                                     database, finegrained_seed, copies)
+    if rerank:
+        result["reranking"] = reranking.rerank_report(vectors, copies, records, queries, database)
     result["model"] = str(model_path)
     result["model_info"] = {k: v for k, v in model_info.items() if k != "model"}
     result["manifest"] = str(manifest)
@@ -153,6 +159,8 @@ def evaluate(model_path: str | Path, manifest: str | Path, queries: list[str],
     summary = markdown_summary(result)
     if "finegrained" in result:
         summary += "\n" + finegrained_markdown(result["finegrained"])
+    if "reranking" in result:
+        summary += "\n" + reranking.markdown_section(result["reranking"])
     (out / "evaluation.md").write_text(summary)
     save_plots(result, vectors, [r.label for r in records], out, map_method)
     return result

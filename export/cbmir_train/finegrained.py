@@ -180,14 +180,23 @@ def perturbed_inputs(records, size: int, seed: int = DEFAULT_SEED) -> np.ndarray
     return inputs
 
 
+def embed_copies(embed, size: int, records, queries: list[str],
+                 seed: int = DEFAULT_SEED) -> np.ndarray:
+    """Vectors of the perturbed copies of the query splits' images, in record order."""
+    return embed(perturbed_inputs([r for r in records if r.split in set(queries)], size, seed))
+
+
 def evaluate_finegrained(embed, size: int, vectors: np.ndarray, records, queries: list[str],
-                         database: list[str], seed: int = DEFAULT_SEED) -> dict:
+                         database: list[str], seed: int = DEFAULT_SEED,
+                         copies: np.ndarray | None = None) -> dict:
     """All three measures for query splits against database splits; `vectors` align with
-    `records` and `embed` maps preprocessed inputs to vectors with the same model."""
+    `records` and `embed` maps preprocessed inputs to vectors with the same model;
+    `copies`: `embed_copies` already computed with the same seed."""
     query_rows = [i for i, r in enumerate(records) if r.split in set(queries)]
     database_rows = [i for i, r in enumerate(records) if r.split in set(database)
                      and r.split not in set(queries)]
-    copies = embed(perturbed_inputs([records[i] for i in query_rows], size, seed))
+    if copies is None:
+        copies = embed_copies(embed, size, records, queries, seed)
     own = np.arange(len(query_rows))
     held_out = copy_ranks(copies, vectors[query_rows], own)
     everything = copy_ranks(copies, vectors[query_rows + database_rows], own)

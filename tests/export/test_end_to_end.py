@@ -7,6 +7,7 @@ import torch
 from cbmir.core.decode import read_image_file
 from cbmir.core.embed import Embedder
 from cbmir.tools.cli import main
+from cbmir_train import reranking
 from support.figshare_data import TINY_INPUT_SIZE, requires_figshare
 
 pytestmark = requires_figshare
@@ -30,7 +31,8 @@ def test_train_export_evaluate_embed(tiny_manifest, tmp_path):
 
     evaluation = tmp_path / "eval"
     assert main(["evaluate", "--model", str(model), "--manifest", str(tiny_manifest), "--queries",
-                 "test", "--database", "train", "--out", str(evaluation), "--quiet"]) == 0
+                 "test", "--database", "train", "--out", str(evaluation), "--rerank",
+                 "--quiet"]) == 0
     result = json.loads((evaluation / "evaluation.json").read_text())
     assert result["queries"] == 10 and result["database"] == 20
     assert 0.0 < result["mAP"] <= 1.0
@@ -41,6 +43,15 @@ def test_train_export_evaluate_embed(tiny_manifest, tmp_path):
     assert 0 <= fine["copy"]["query splits"]["top1"] <= 1
     assert -1 <= fine["spread"]["median_same_type_cosine"] <= 1
     assert "Perturbed copy finds its original first" in (evaluation / "evaluation.md").read_text()
+    # re-ranking: the "none" row is the evaluation itself; every variant scored both ways
+    rows = {row["variant"]: row for row in result["reranking"]}
+    assert rows["none"]["mAP"] == result["mAP"] and rows["none"]["P@10"] == result["P@10"]
+    everything = fine["copy"]["query + database splits"]
+    assert {k: rows["none"]["copy"][k] for k in ("top1", "median_rank", "mrr")} == {
+        k: everything[k] for k in ("top1", "median_rank", "mrr")}
+    assert len(rows) == 1 + len(reranking.DEFAULT_VARIANTS)
+    assert all(0 < row["mAP"] <= 1 and 0 <= row["copy"]["top1"] <= 1 for row in rows.values())
+    assert "## Re-ranking" in (evaluation / "evaluation.md").read_text()
     for plot in ("precision_recall.png", "embedding_map.png"):
         assert (evaluation / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -24,6 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seed of the perturbed copies of the fine-grained measures")
     parser.add_argument("--no-finegrained", dest="finegrained", action="store_false",
                         help="skip the fine-grained (within-type) measures")
+    parser.add_argument("--rerank", action="store_true",
+                        help="also score aQE and DBA re-ranking variants (label and copy measures)")
     parser.add_argument("--quiet", action="store_true")
 
 
@@ -32,7 +34,8 @@ def run(args: argparse.Namespace) -> int:
                       parse_splits(args.database), args.out, cache_dir=args.cache_dir,
                       map_method=args.map, threads=args.threads, progress=not args.quiet,
                       limit=args.limit,
-                      finegrained_seed=args.finegrained_seed if args.finegrained else None)
+                      finegrained_seed=args.finegrained_seed if args.finegrained else None,
+                      rerank=args.rerank)
     print(f"mAP {result['mAP']:.4f}  P@1 {result['P@1']:.4f}  P@5 {result['P@5']:.4f}  "
           f"P@10 {result['P@10']:.4f}  ({result['queries']} queries, {result['database']} database)"
           f" -> {args.out}")
@@ -45,4 +48,8 @@ def run(args: argparse.Namespace) -> int:
               f"{'n/a' if own is None else f'{own:.3f}'}"
               + (f", median same-type cosine {spread['median_same_type_cosine']:.4f}, top-10 span "
                  f"{spread['median_top10_span']:.4f}" if spread else ""))
+    for row in result.get("reranking", []):
+        copy = row.get("copy") or {}
+        print(f"re-ranking {row['variant']}: mAP {row['mAP']:.4f}  P@10 {row['P@10']:.4f}"
+              + (f"  copy first {copy['top1']:.3f}" if copy else ""))
     return 0

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import time
 
-from cbmir.service import retry
 from cbmir.service.claims import Claims, ClusterQueue
 from cbmir.service.engine import Engine
 from cbmir.service.follower import CHECKPOINT, PAGE, ChangeFollower
@@ -33,11 +32,6 @@ def make_engine(config, log=print, gateway=None) -> Engine:
     """The engine the configuration asks for (the store factory)."""
     if config.store != "postgresql":
         return Engine(config, log=log)
-    import psycopg
-    import psycopg_pool
-    pg_errors = (psycopg.OperationalError, psycopg_pool.PoolTimeout)
-    if not set(pg_errors) <= set(retry.STORE_ERRORS):  # PostgreSQL away: retry, lose nothing
-        retry.STORE_ERRORS = tuple(retry.STORE_ERRORS) + pg_errors
     return ClusterEngine(config, log=log, gateway=gateway)
 
 

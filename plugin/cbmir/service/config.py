@@ -36,6 +36,7 @@ class Config:
     label_tag: tuple[int, int] = (0x0020, 0x4000)
     batch_size: int = 8
     threads: int = 0
+    index_threads: int = 0
     device: str = "auto"
     rebuild_threshold: int = 1000
     annoy_trees: int = 32
@@ -70,7 +71,8 @@ class Config:
 # CBMIR key -> Config field: every key orthanc.json may set, and the tables document.
 KEYS = {"ModelPath": "model_path", "IndexDirectory": "index_directory",
         "Modalities": "modalities", "LabelTag": "label_tag", "BatchSize": "batch_size",
-        "Threads": "threads", "Device": "device", "RebuildThreshold": "rebuild_threshold",
+        "Threads": "threads", "IndexThreads": "index_threads", "Device": "device",
+        "RebuildThreshold": "rebuild_threshold",
         "AnnoyTrees": "annoy_trees", "AnnoySearchK": "annoy_search_k", "Candidates": "candidates",
         "MaxUploadBytes": "max_upload_bytes", "CatchUpSeconds": "catch_up_seconds",
         "IndexDelaySeconds": "index_delay_seconds", "MaxFramePixels": "max_frame_pixels",
@@ -209,6 +211,7 @@ def load_config(orthanc_config: dict) -> Config:
         label_tag=parse_tag(section.get("LabelTag", default.label_tag_text)),
         batch_size=_int(section, "BatchSize", default.batch_size, 1, 512),
         threads=_int(section, "Threads", default.threads, 0, 256),
+        index_threads=_int(section, "IndexThreads", default.index_threads, 0, 256),
         device=device,
         rebuild_threshold=_int(section, "RebuildThreshold", default.rebuild_threshold, 1, 10_000_000),
         annoy_trees=_int(section, "AnnoyTrees", default.annoy_trees, 1, 1000),

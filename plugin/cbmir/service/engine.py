@@ -131,11 +131,10 @@ class Engine:
         if self.embedder is None:
             return None
         c = self.config
-        # Threads 0 (auto): half the cores. onnxruntime's default (one thread per core) waits
-        # for its slowest thread, so a busy machine slows it down ~2x (bench/README.md).
-        threads = c.threads or max(1, (os.cpu_count() or 2) // 2)
+        # One intra-op thread: the worker runs this session from several lanes at once, each
+        # computing in its own thread (cbmir.service.lanes says why).
         try:
-            return Embedder(c.model_path, threads=threads, device=c.device, allow_spinning=False)
+            return Embedder(c.model_path, threads=1, device=c.device, allow_spinning=False)
         except ModelUnavailable:
             return self.embedder
 

@@ -18,11 +18,9 @@ import sqlite3
 import time
 
 MAX_ATTEMPTS = 2
-STORE_ERRORS = (sqlite3.Error,)
-
-
-def is_store_error(error: BaseException) -> bool:
-    return isinstance(error, STORE_ERRORS)
+def is_store_error(error: BaseException, store) -> bool:
+    """True for a failed index write worth retrying: the store names its own error types."""
+    return isinstance(error, getattr(store, "retryable_errors", (sqlite3.Error,)))
 
 
 def killed_reason(count: int) -> str:

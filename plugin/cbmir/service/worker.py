@@ -11,11 +11,11 @@ onnxruntime releases the GIL while it computes. Every outcome is recorded
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 import time
-from collections.abc import Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -24,41 +24,10 @@ from cbmir.core.embed import embed_in_batches
 from cbmir.core.preprocess import preprocess
 from cbmir.service import retry
 from cbmir.service.gateway import NotFound
+from cbmir.service.instance_reader import Gone, Skip, read_instance
+from cbmir.service.lanes import LARGE_FRAME_PIXELS, Lanes, lane_count, lower_priority, split
 from cbmir.service.workqueue import Pacer
 from cbmir.vectors.store import Record
-
-WORKER_NICE = 10
-
-
-def lower_priority(nice: int = WORKER_NICE) -> None:
-    """Lower this thread's CPU priority (Linux niceness is per thread).
-
-    Why: on a small server the worker's decode/embed competes with Orthanc's own
-    threads for the same cores; storing an image must win. Best effort only.
-    """
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
-    except (AttributeError, OSError):
-        pass
-
-
-class Skip(Exception):
-    """Not for this index (other modality, no pixels): recorded once as 'skipped'."""
-
-
-def element_text(value) -> str:
-    """A DataElement or plain value as text; multi-values joined with a backslash."""
-    value = getattr(value, "value", value)
-    if value is None:
-        return ""
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
-        value = "\\".join(str(v) for v in value)
-    return str(value).strip()
-
-
-def dataset_text(dataset, keyword: str) -> str:
-    return element_text(dataset.get(keyword))
-
 
 class Ingestor:
     """Runs the worker loop over the engine's queue; Orthanc is reached through `gateway`."""
@@ -76,6 +45,9 @@ class Ingestor:
         self.backoff = retry.Backoff()  # after a failed index write (status "store_error")
         engine.store_error = self.backoff.describe
         self._own_attempts: dict[str, int] = {}  # attempt rows this process left (not deaths)
+        self.lanes = Lanes(lane_count(self.config.index_threads, self.config.threads,
+                                      on_gpu=self.config.device == "cuda"))
+        self.large_frames = threading.Lock()  # see cbmir.service.lanes.LARGE_FRAME_PIXELS
 
     def start(self) -> None:
         self.thread = threading.Thread(target=self._run, name="cbmir-ingest", daemon=True)
@@ -84,6 +56,7 @@ class Ingestor:
     def join(self, timeout: float = 10) -> None:
         if self.thread is not None:
             self.thread.join(timeout)
+        self.lanes.shutdown()
 
     def describe(self) -> dict | None:
         """Instances indexed by this process and their rate (status "ingest"); None before any."""
@@ -110,6 +83,9 @@ class Ingestor:
                 continue
             if self.embedder is None or self.embedder.model_path != engine.embedder.model_path:
                 self.embedder = engine.worker_embedder()
+                if self.lanes.count > 1 and "CUDAExecutionProvider" in self.embedder.providers:
+                    self.lanes.shutdown()
+                    self.lanes = Lanes(1)  # one session with whole batches keeps a GPU busy
             if self.backoff.waiting():  # the index could not be written: wait, then retry
                 time.sleep(min(0.5, self.backoff.waiting()))
                 continue
@@ -122,13 +98,14 @@ class Ingestor:
             if not batch:
                 continue
             try:
-                self.process(batch)
+                # while images arrive, one lane (Pacer): storing keeps the other cores
+                self.process(batch, lanes=1 if arrivals_only else None)
                 failures = self.backoff.succeeded()
                 if failures:
                     engine.log.warning(f"CBMIR: the index is writable again after {failures} "
                                f"failed attempt(s)")
             except Exception as error:  # never let the worker die, never lose the batch
-                if retry.is_store_error(error):
+                if retry.is_store_error(error, self.engine.store):
                     engine.queue.requeue(batch)  # still pending: the checkpoint waits for it
                     delay = self.backoff.failed(error)
                     engine.log.error(f"CBMIR: cannot write the index ({error!r}); {len(batch)} "
@@ -141,7 +118,7 @@ class Ingestor:
                 engine.queue.done([instance for instance, _ in batch])
 
     # -- one batch ------------------------------------------------------------------------------
-    def process(self, batch: list[tuple[str, bool]]) -> None:
+    def process(self, batch: list[tuple[str, bool]], lanes: int | None = None) -> None:
         """Attempt counters first (see cbmir.service.retry): an instance whose earlier attempt died
         with the process runs alone; one that died MAX_ATTEMPTS times is recorded failed."""
         store = self.engine.store
@@ -159,16 +136,16 @@ class Ingestor:
             else:
                 normal.append(item)
         if normal:
-            self.process_group(normal)
+            self.process_group(normal, lanes)
 
-    def process_group(self, group: list[tuple[str, bool]]) -> None:
+    def process_group(self, group: list[tuple[str, bool]], lanes: int | None = None) -> None:
         instances = [instance for instance, _ in group]
         store = self.engine.store
         store.begin_attempt(instances)
         for instance in instances:
             self._own_attempts[instance] = self._own_attempts.get(instance, 0) + 1
         try:
-            self._process(group)
+            self._process(group, lanes)
         finally:  # an exception is not a death: clear the counter (best effort on a full disk)
             try:
                 store.end_attempt(instances)
@@ -185,7 +162,9 @@ class Ingestor:
             except Exception:  # noqa: BLE001 - unwritable: keep it queued instead
                 self.engine.queue.requeue([(instance, False)])
 
-    def _process(self, batch: list[tuple[str, bool]]) -> None:
+    def _process(self, batch: list[tuple[str, bool]], lanes: int | None = None) -> None:
+        """Store reads and writes stay in this (the worker) thread; reading, decoding and
+        embedding run in up to `lanes` lanes (cbmir.service.lanes), results in batch order."""
         started = time.monotonic()
         engine = self.engine
         embedder = self.embedder or engine.embedder
@@ -194,58 +173,34 @@ class Ingestor:
         plan = engine.write_plan(embedder)
         self.drop_overwritten(batch, plan)  # before the mark: these deletions are our own
         mark = engine.deletion_mark()
-        work: dict[int, tuple] = {}  # generation -> (index, embedder, records, inputs)
+        jobs = []  # (instance, [(index, model)]) still to embed
         for instance, force in batch:
             targets = [(index, model) for index, model in plan
                        if not engine.store.has_instance(instance, index.generation)]
-            if not targets:
+            if targets and (force or self.rejected_file_changed(instance)):
+                jobs.append((instance, targets))
+        chunks = split(jobs, lanes or self.lanes.count)
+        outcomes = [outcome for chunk in self.lanes.map(self._embed_chunk, chunks)
+                    for outcome in chunk]
+        work: dict[int, tuple] = {}  # generation -> (index, records)
+        for (instance, targets), outcome in zip(jobs, outcomes):
+            if isinstance(outcome, _Rejected):
+                engine.store.reject(instance, outcome.kind, outcome.reason, outcome.meta)
+                log = engine.log.info if outcome.kind == "skipped" else engine.log.error
+                log(f"CBMIR: {outcome.kind} {instance}: {outcome.reason}")
                 continue
-            if not force and not self.rejected_file_changed(instance):
+            if outcome is None:  # deleted since it was queued
                 continue
-            meta = {}
-            try:
-                fingerprint = self.gateway.file_fingerprint(instance)  # before the file
-                meta = {"fingerprint": fingerprint}  # what a rejection records, at least
-                meta, frames = self.load(instance, fingerprint)
-                prepared = {model.input_size: [] for _, model in targets}
-                for frame in frames:  # one pass: `frames` may be a generator (one frame at a time)
-                    for size, inputs in prepared.items():
-                        inputs.append(preprocess(limits.reduce(frame, size), size))
-                del frames
-            except (_Gone, NotFound):  # deleted since it was queued
-                continue
-            except (Skip, decode.NotAnImage, limits.TooLarge) as reason:
-                engine.store.reject(instance, "skipped", str(reason), meta)
-                engine.log.info(f"CBMIR: skipped {instance}: {reason}")
-                continue
-            except Exception as error:
-                if retry.is_store_error(error):
-                    raise
-                engine.store.reject(instance, "failed", f"{type(error).__name__}: {error}", meta)
-                engine.log.error(f"CBMIR: failed {instance}: {type(error).__name__}: {error}")
-                continue
+            meta, vectors = outcome
             for index, model in targets:
-                _, _, records, inputs = work.setdefault(index.generation, (index, model, [], []))
-                for frame_number, model_input in enumerate(prepared[model.input_size]):
-                    records.append(Record(instance=instance, frame=frame_number,
-                                          vector=np.zeros(0, np.float32), **meta))
-                    inputs.append(model_input)
-        embedded: dict[tuple, np.ndarray] = {}  # (model, instance, frame) -> vector: once each
+                _, records = work.setdefault(index.generation, (index, []))
+                records += [Record(instance=instance, frame=frame, vector=vector,
+                                   model_version=model.version, **meta)
+                            for frame, vector in enumerate(vectors[id(model)])]
         written = []
-        for index, model, records, inputs in work.values():
-            todo = [n for n, r in enumerate(records)
-                    if (id(model), r.instance, r.frame) not in embedded]
-            fresh = embed_in_batches(lambda chunk: model.embed_inputs(np.stack(chunk)),
-                                     [inputs[n] for n in todo], self.config.batch_size, model.dim,
-                                     lambda n, took: engine.latency.record("embed", took, n))
-            for n, vector in zip(todo, fresh):
-                embedded[(id(model), records[n].instance, records[n].frame)] = vector
-            vectors = np.stack([embedded[(id(model), r.instance, r.frame)] for r in records])
-            for record, vector in zip(records, vectors):
-                record.vector = vector
-                record.model_version = model.version
+        for index, records in work.values():
             ids = engine.store.add(records, index.generation)
-            new = [(row_id, vector) for row_id, vector in zip(ids, vectors) if row_id is not None]
+            new = [(row_id, r.vector) for row_id, r in zip(ids, records) if row_id is not None]
             if new:
                 engine.added(index, [row_id for row_id, _ in new], np.stack([v for _, v in new]))
             written += records
@@ -258,6 +213,55 @@ class Ingestor:
         for instance in dict.fromkeys(r.instance for r in written):
             engine.log.info(f"CBMIR: indexed {instance}")
         self.seconds += time.monotonic() - started
+
+    # -- one lane's work (no store access here) -----------------------------------------------
+    def _embed_chunk(self, chunk: list[tuple[str, list]]) -> list:
+        """Per job: (meta, {id(model): (frames, D) vectors}), a _Rejected, or None (gone).
+        Each model embeds the chunk's frames together, once even when it serves two
+        generations."""
+        prepared = [self._prepare(instance, targets) for instance, targets in chunk]
+        models = {id(model): model for _, targets in chunk for _, model in targets}
+        vectors: dict[tuple[int, int], np.ndarray] = {}  # (job, model) -> vectors
+        for key, model in models.items():
+            owners = [n for n, (_, targets) in enumerate(chunk)
+                      if isinstance(prepared[n], _Prepared) and any(id(m) == key for _, m in targets)]
+            inputs = [x for n in owners for x in prepared[n].inputs[model.input_size]]
+            fresh = embed_in_batches(lambda part, model=model: model.embed_inputs(np.stack(part)),
+                                     inputs, self.config.batch_size, model.dim,
+                                     lambda n, took: self.engine.latency.record("embed", took, n))
+            start = 0
+            for n in owners:
+                count = len(prepared[n].inputs[model.input_size])
+                vectors[(n, key)] = fresh[start:start + count]
+                start += count
+        return [(p.meta, {key: vectors[(n, key)] for key in models if (n, key) in vectors})
+                if isinstance(p, _Prepared) else p for n, p in enumerate(prepared)]
+
+    def _prepare(self, instance: str, targets: list):
+        """Model inputs of one instance for each input size its targets need, or the outcome
+        that replaces them (_Rejected, None when deleted). A frame over LARGE_FRAME_PIXELS is
+        decoded by one lane at a time."""
+        meta = {}
+        try:
+            fingerprint = self.gateway.file_fingerprint(instance)  # before the file
+            meta = {"fingerprint": fingerprint}  # what a rejection records, at least
+            stored = read_instance(self.gateway, self.config, instance, fingerprint)
+            meta = stored.meta
+            inputs = {model.input_size: [] for _, model in targets}
+            large = stored.frame_pixels > LARGE_FRAME_PIXELS
+            with self.large_frames if large else nullcontext():
+                for frame in stored.frames:  # a generator: one frame in memory at a time
+                    for size, sized in inputs.items():
+                        sized.append(preprocess(limits.reduce(frame, size), size))
+            return _Prepared(meta, inputs)
+        except (Gone, NotFound):  # deleted since it was queued
+            return None
+        except (Skip, decode.NotAnImage, limits.TooLarge) as reason:
+            return _Rejected("skipped", str(reason), meta)
+        except Exception as error:
+            if retry.is_store_error(error, self.engine.store):
+                raise
+            return _Rejected("failed", f"{type(error).__name__}: {error}", meta)
 
     def drop_overwritten(self, batch: list[tuple[str, bool]], plan) -> None:
         """An overwrite keeps the instance ID, so one whose DELETED callback never reached
@@ -315,66 +319,6 @@ class Ingestor:
             if self.gateway.instance_exists(instance):
                 self.engine.queue.put(instance, force=True)
 
-    def load(self, instance: str, fingerprint: str) -> tuple[dict, Iterator[np.ndarray]]:
-        """Metadata and display-ready frames (decoded lazily, one at a time) of a stored
-        instance; raises Skip or errors (decoding errors while iterating the frames).
-        `fingerprint` was read before the file: an overwrite between the two leaves an old
-        fingerprint beside new pixels (re-embedded once more), never the reverse."""
-        try:
-            dicom = self.gateway.instance_dicom(instance)
-        except NotFound as error:
-            raise _Gone(instance) from error  # deleted since it was queued
-        # The header alone first (bounded, also for deflated files): a size over the limits
-        # is refused before any pixel is decoded (cbmir.core.limits).
-        try:
-            dataset = limits.read_header(dicom)
-        except limits.BadHeader as error:
-            raise decode.UndecodableImage(str(error)) from error
-        parents = orthanc_ids(dataset)
-        if parents.get("instance") != instance:  # unusual tags: ask Orthanc (2 more calls)
-            try:
-                series = self.gateway.instance(instance)["ParentSeries"]
-                study = self.gateway.instance_study(instance)
-            except NotFound as error:
-                raise _Gone(instance) from error
-            parents = {"series": series, "study": study.get("ID", ""),
-                       "patient": study.get("ParentPatient", "")}
-        group, element = self.config.label_tag
-        label_element = dataset.get((group << 16) | element)
-        meta = {"sop_uid": dataset_text(dataset, "SOPInstanceUID"),
-                "study_uid": dataset_text(dataset, "StudyInstanceUID"),
-                "series_uid": dataset_text(dataset, "SeriesInstanceUID"),
-                "patient_id": dataset_text(dataset, "PatientID"),
-                "modality": dataset_text(dataset, "Modality").upper(),
-                "series_description": dataset_text(dataset, "SeriesDescription"),
-                "study_date": dataset_text(dataset, "StudyDate"),
-                "label": element_text(label_element),
-                "orthanc_series": parents["series"], "orthanc_study": parents["study"],
-                "orthanc_patient": parents["patient"], "fingerprint": fingerprint}
-        if not self.config.accepts_modality(meta["modality"]):
-            raise Skip(f"modality {meta['modality'] or '(none)'} not in CBMIR.Modalities")
-        limits.check_size(dataset, self.config.max_frame_pixels, self.config.max_instance_pixels)
-        # One frame's pixels in memory at a time, also for deflated files (cbmir.core.decode).
-        return meta, decode.iter_frames_from_bytes(dicom, dataset)
-
-
-def _orthanc_hash(text: str) -> str:
-    digest = hashlib.sha1(text.encode("utf-8")).hexdigest()
-    return "-".join(digest[i:i + 8] for i in range(0, 40, 8))
-
-
-def orthanc_ids(dataset) -> dict:
-    """Orthanc's resource IDs of an instance, computed as Orthanc does (SHA-1 of the UIDs).
-
-    Why: asking Orthanc (/instances/{id}, /instances/{id}/study) takes its database
-    lock twice per image while uploads wait for the same lock; the caller checks the
-    computed instance ID against the real one and asks Orthanc when they differ.
-    """
-    keys = [dataset_text(dataset, k) for k in
-            ("PatientID", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")]
-    return {level: _orthanc_hash("|".join(keys[:n])) for n, level in
-            ((1, "patient"), (2, "study"), (3, "series"), (4, "instance"))}
-
 
 def _file_stamp(path) -> tuple | None:
     """(mtime, size) of the model and its card, None while the model is missing."""
@@ -389,5 +333,14 @@ def _file_stamp(path) -> tuple | None:
     return model.st_mtime, model.st_size, card_mtime
 
 
-class _Gone(Exception):
-    """The instance was deleted from Orthanc before the worker reached it."""
+@dataclass
+class _Prepared:
+    meta: dict
+    inputs: dict[int, list[np.ndarray]]  # model input size -> one input per frame
+
+
+@dataclass
+class _Rejected:
+    kind: str  # "skipped" or "failed"
+    reason: str
+    meta: dict

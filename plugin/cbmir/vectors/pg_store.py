@@ -21,8 +21,9 @@ import time
 from dataclasses import asdict
 
 import numpy as np
+from psycopg import OperationalError
 from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from cbmir.vectors.pg_schema import DELETED_KEPT, NOTIFY, SEQ_LOCK, conninfo, migrate
 from cbmir.vectors.row_cache import RowCache
@@ -38,6 +39,8 @@ class PgStore:
     """Thread-safe: a small connection pool; transactions where SQLite had BEGIN IMMEDIATE."""
 
     kind = "postgresql"
+    # PostgreSQL away or the pool exhausted: the write is retried, nothing is lost
+    retryable_errors: tuple[type[BaseException], ...] = (OperationalError, PoolTimeout)
 
     def __init__(self, settings: dict, pool_size: int = 8, node: str = ""):
         self.settings = dict(settings)

@@ -76,6 +76,9 @@ class Record:
 class Store:
     """Thread-safe access: one SQLite connection per thread, WAL so readers never wait."""
 
+    # a write that failed with one of these is retried (disk full, locked): nothing is lost
+    retryable_errors: tuple[type[BaseException], ...] = (sqlite3.Error,)
+
     def __init__(self, directory: str | Path):
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)

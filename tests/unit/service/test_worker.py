@@ -3,13 +3,15 @@ recorded (indexed, skipped, failed, gone), parents computed or asked, the worker
 from __future__ import annotations
 
 import io
+import threading
 import time
 
 import numpy as np
 import pydicom
 
 from cbmir.service.gateway import Gateway
-from cbmir.service.worker import Ingestor, orthanc_ids
+from cbmir.service.instance_reader import orthanc_ids
+from cbmir.service.worker import Ingestor
 from support.dicom_factory import mr_image, structured_report
 from support.fake_embedder import fake_engine
 from support.fake_orthanc import FakeOrthanc
@@ -189,3 +191,65 @@ def test_a_rejected_instance_replayed_with_the_same_file_is_left_alone(tmp_path)
     ingestor.process([("x", False)])
     assert orthanc.calls == ["/instances/x/attachments/dicom/info"]  # no file read
     assert engine.rejection("x") == before and engine.indexed_rows("x") == []
+
+
+def _mixed_batch(orthanc) -> list[tuple[str, bool]]:
+    """Six slices, a CT (skipped) and a cut file (failed) between them, one gone."""
+    batch = []
+    for seed in range(6):
+        data = slice_bytes(seed=seed)
+        orthanc.store(orthanc_id(data), data)
+        batch.append((orthanc_id(data), False))
+    orthanc.store("ct", slice_bytes(modality="CT", seed=9))
+    orthanc.store("cut", slice_bytes(seed=8)[:-300])
+    return batch[:2] + [("ct", False), ("gone", False)] + batch[2:4] + [("cut", False)] + batch[4:]
+
+
+def test_lanes_give_every_instance_the_outcome_and_vector_one_lane_gives(tmp_path):
+    results = {}
+    for lanes in (1, 3):
+        orthanc, engine, ingestor, _ = setup(tmp_path / str(lanes), index_threads=lanes)
+        batch = _mixed_batch(orthanc)
+        ingestor.process(batch)
+        assert ingestor.lanes.count == lanes
+        results[lanes] = {position: ([(r["frame"], r["patient_id"],
+                                       np.round(r["vector"], 6).tolist())
+                                      for r in engine.indexed_rows(instance)],
+                                     (engine.rejection(instance) or {}).get("kind"))
+                          for position, (instance, _) in enumerate(batch)}
+    assert results[1] == results[3]
+    assert results[3][2][1] == "skipped" and results[3][6][1] == "failed"  # the CT, the cut file
+    assert results[3][3] == ([], None)  # gone
+    assert sum(1 for rows, _ in results[3].values() if rows) == 6
+
+
+def test_large_frames_are_decoded_by_one_lane_at_a_time(tmp_path, monkeypatch):
+    from cbmir.service import worker
+
+    def most_at_once(large_frame_pixels) -> int:
+        monkeypatch.setattr(worker, "LARGE_FRAME_PIXELS", large_frame_pixels)
+        active, most, lock = [0], [0], threading.Lock()
+        real = worker.preprocess
+
+        def slow_preprocess(frame, size):
+            with lock:
+                active[0] += 1
+                most[0] = max(most[0], active[0])
+            time.sleep(0.05)
+            with lock:
+                active[0] -= 1
+            return real(frame, size)
+
+        monkeypatch.setattr(worker, "preprocess", slow_preprocess)
+        orthanc, _, ingestor, _ = setup(tmp_path / str(large_frame_pixels), index_threads=2)
+        batch = []
+        for seed in range(4):
+            data = slice_bytes(seed=seed)
+            orthanc.store(orthanc_id(data), data)
+            batch.append((orthanc_id(data), False))
+        ingestor.process(batch)
+        monkeypatch.setattr(worker, "preprocess", real)
+        return most[0]
+
+    assert most_at_once(10**9) == 2  # ordinary frames: both lanes at once
+    assert most_at_once(16) == 1  # 32 x 32 frames counted as large: one lane at a time
