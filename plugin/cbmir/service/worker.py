@@ -63,7 +63,8 @@ class Ingestor:
         if self.seconds <= 0:
             return None
         return {"processed": self.processed,
-                "images_per_second": round(self.processed / self.seconds, 1)}
+                "images_per_second": round(self.processed / self.seconds, 1),
+                "lanes": self.lanes.count}
 
     def _run(self) -> None:
         engine = self.engine

@@ -211,7 +211,7 @@ def test_lanes_give_every_instance_the_outcome_and_vector_one_lane_gives(tmp_pat
         orthanc, engine, ingestor, _ = setup(tmp_path / str(lanes), index_threads=lanes)
         batch = _mixed_batch(orthanc)
         ingestor.process(batch)
-        assert ingestor.lanes.count == lanes
+        assert ingestor.lanes.count == lanes and ingestor.describe()["lanes"] == lanes
         results[lanes] = {position: ([(r["frame"], r["patient_id"],
                                        np.round(r["vector"], 6).tolist())
                                       for r in engine.indexed_rows(instance)],
