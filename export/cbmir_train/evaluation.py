@@ -19,10 +19,14 @@ from .metrics import retrieval_metrics
 
 
 def load_embedder(model_path: str | Path, threads: int = 0, batch_size: int = 64,
-                  progress: bool = False):
-    """(input size, function (N, 1, S, S) inputs -> (N, D) unit vectors, model description)."""
+                  progress: bool = False, fine_weight: float | None = None):
+    """(input size, function (N, 1, S, S) inputs -> (N, D) unit vectors, model description).
+    `fine_weight`: override for a torch run (networks.RetrievalNet); not for ONNX files."""
     model_path = Path(model_path)
     if model_path.suffix == ".onnx":
+        if fine_weight is not None:
+            raise ValueError("--fine-weight applies to a run folder or .pt file; an ONNX model "
+                             "carries its own search vector (cbmir export --fine-weight)")
         from cbmir.core.embed import Embedder, embed_in_batches
 
         embedder = Embedder(model_path, threads=threads)
@@ -36,7 +40,7 @@ def load_embedder(model_path: str | Path, threads: int = 0, batch_size: int = 64
                                             "card": embedder.card}
     from .inference import embed_inputs, load_trained
 
-    model, info = load_trained(model_path)
+    model, info = load_trained(model_path, fine_weight)
     return (info["config"]["input_size"],
             lambda inputs: embed_inputs(model, inputs, batch_size, progress=progress),
             {"model": str(model_path), "kind": "torch", "config": info["config"]})
@@ -129,7 +133,8 @@ def save_plots(result: dict, vectors: np.ndarray, labels: list[str], out: Path,
 def evaluate(model_path: str | Path, manifest: str | Path, queries: list[str],
              database: list[str], out: str | Path, cache_dir=None, map_method: str = "pca",
              threads: int = 0, progress: bool = True, limit: int = 0,
-             finegrained_seed: int | None = DEFAULT_SEED, rerank: bool = False) -> dict:
+             finegrained_seed: int | None = DEFAULT_SEED, rerank: bool = False,
+             fine_weight: float | None = None) -> dict:
     """The whole `cbmir evaluate`: embed, score, write evaluation.json/.md and PNG plots.
     `limit`: evaluate N images only, stratified by (split, label) (smoke runs);
     `rerank`: also score aQE / DBA re-ranking (cbmir_train.reranking)."""
@@ -137,7 +142,8 @@ def evaluate(model_path: str | Path, manifest: str | Path, queries: list[str],
     out.mkdir(parents=True, exist_ok=True)
     records = datasets.select(datasets.read_manifest(manifest), sorted(set(queries + database)))
     records = datasets.stratified_sample(records, limit, key=lambda r: (r.split, r.label))
-    size, embed, model_info = load_embedder(model_path, threads, progress=progress)
+    size, embed, model_info = load_embedder(model_path, threads, progress=progress,
+                                            fine_weight=fine_weight)
     vectors = embed(datasets.load_inputs(records, size, cache_dir, progress))
     result = score_splits(vectors, records, queries, database)
     copies = None

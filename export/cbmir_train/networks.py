@@ -13,9 +13,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import GeM
+from .layers import GeM, gem
 
 TRUNK_CHANNELS = 1024
+MID_LAYER, MID_CHANNELS = "inception4e", 832  # the fine descriptor's layer (RetrievalNet)
+MID_GEM_P = 3.0
 
 # name -> (in, 1x1, 3x3 reduce, 3x3, "5x5" reduce, "5x5", pool proj), torchvision's table.
 INCEPTION_TABLE = {
@@ -80,29 +82,56 @@ class GoogLeNetTrunk(nn.Module):
         self.inception5b = Inception(*INCEPTION_TABLE["inception5b"])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.from_mid(self.to_mid(x))
+
+    def to_mid(self, x: torch.Tensor) -> torch.Tensor:
+        """Input -> inception4e output (MID_CHANNELS), the fine descriptor's features."""
         x = self.maxpool1(self.conv1(x))
         x = self.maxpool2(self.conv3(self.conv2(x)))
         x = self.maxpool3(self.inception3b(self.inception3a(x)))
         for name in ("inception4a", "inception4b", "inception4c", "inception4d", "inception4e"):
             x = getattr(self, name)(x)
-        x = self.maxpool4(x)
-        return self.inception5b(self.inception5a(x))
+        return x
+
+    def from_mid(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inception5b(self.inception5a(self.maxpool4(x)))
 
 
 class RetrievalNet(nn.Module):
-    """Single-channel slice (N, 1, S, S) -> (N, dim) unit-length embedding."""
+    """Single-channel slice (N, 1, S, S) -> (N, self.dim) unit-length search vector.
 
-    def __init__(self, dim: int = 128, gem_p: float = 3.0, dropout: float = 0.0):
+    The loss trains `label_embedding` (dim): same-type images close together, which
+    squeezes each type towards a point. With `fine_weight` > 0 the search vector also
+    carries the GeM-pooled inception4e features (mid-level, less squeezed by the label
+    loss; no extra weights): [embedding, fine_weight x unit(GeM(inception4e))], unit
+    length, so the cosine orders images within a type too (export/figshare-notes.md).
+    """
+
+    def __init__(self, dim: int = 128, gem_p: float = 3.0, dropout: float = 0.0,
+                 fine_weight: float = 0.0):
         super().__init__()
-        self.dim = dim
+        self.label_dim = dim
+        self.fine_weight = float(fine_weight)
+        self.dim = dim + (MID_CHANNELS if self.fine_weight > 0 else 0)
         self.trunk = GoogLeNetTrunk(in_channels=1)
         self.pool = GeM(p=gem_p)
         self.dropout = nn.Dropout(dropout)
         self.embedding = nn.Linear(TRUNK_CHANNELS, dim)
 
+    def label_embedding(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, dim) unit vectors: what the training losses see."""
+        return self._embed(self.trunk(x))
+
+    def _embed(self, features: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.embedding(self.dropout(self.pool(features))), dim=1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pooled = self.dropout(self.pool(self.trunk(x)))
-        return F.normalize(self.embedding(pooled), dim=1)
+        if self.fine_weight <= 0:
+            return self.label_embedding(x)
+        mid = self.trunk.to_mid(x)
+        fine = F.normalize(gem(mid, MID_GEM_P), dim=1)
+        vector = torch.cat([self._embed(self.trunk.from_mid(mid)), self.fine_weight * fine], 1)
+        return F.normalize(vector, dim=1)
 
 
 def trunk_state_from(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -138,8 +167,8 @@ def load_trunk_weights(model: RetrievalNet, path: str | Path) -> list[str]:
 
 
 def build_model(dim: int = 128, gem_p: float = 3.0, dropout: float = 0.0,
-                weights: str | Path | None = None) -> RetrievalNet:
-    model = RetrievalNet(dim=dim, gem_p=gem_p, dropout=dropout)
+                weights: str | Path | None = None, fine_weight: float = 0.0) -> RetrievalNet:
+    model = RetrievalNet(dim=dim, gem_p=gem_p, dropout=dropout, fine_weight=fine_weight)
     if weights:
         missing = load_trunk_weights(model, weights)
         if missing:

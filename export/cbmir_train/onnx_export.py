@@ -87,15 +87,18 @@ def card_metrics_from_evaluation(evaluation: dict) -> dict:
 def export_run(checkpoint: str | Path, out: str | Path, name: str = "cbmir-googlenet-gem",
                version: str | None = None, training_data: str | None = None,
                metrics: dict | None = None,
-               evaluation: str | Path | None = None) -> tuple[Path, dict]:
+               evaluation: str | Path | None = None,
+               fine_weight: float | None = None) -> tuple[Path, dict]:
     """Export a trained run (folder or .pt) to `out` with a card describing its training.
 
     `evaluation`: an evaluation.json (or a folder holding one) from `cbmir evaluate`;
     by default RUN/evaluation.json when it exists. Its figures go into the card's
-    metrics under "evaluation"; explicit `metrics` keys are kept beside them."""
+    metrics under "evaluation"; explicit `metrics` keys are kept beside them.
+    `fine_weight`: the inception4e descriptor's weight (networks.RetrievalNet) instead of
+    the run's own."""
     from .inference import load_trained
 
-    model, info = load_trained(checkpoint)
+    model, info = load_trained(checkpoint, fine_weight)
     config, history = info["config"], info.get("history", [])
     path = export_onnx(model, config["input_size"], out)
     metrics = dict(metrics or {})
@@ -106,13 +109,18 @@ def export_run(checkpoint: str | Path, out: str | Path, name: str = "cbmir-googl
     training_data = training_data or (
         f"{Path(config['manifest']).parent.name}/{Path(config['manifest']).name}, splits "
         f"{','.join(config['train_splits']) or 'all'} ({info.get('train_images', '?')} images)")
+    extra = {}
+    if model.fine_weight > 0:
+        extra = {"architecture": f"{ARCHITECTURE}; search vector = [embedding, {model.fine_weight:g}"
+                                 f" x unit(GeM(inception4e))], L2 norm ({model.dim}-d)",
+                 "fine_weight": model.fine_weight}
     card = build_card(
-        name=name, version=version or path.stem, dim=config["dim"],
+        name=name, version=version or path.stem, dim=model.dim,
         input_size=config["input_size"], precision="fp32", training_data=training_data,
         metrics=metrics, labels=info.get("labels", []), loss=config["loss"],
         epochs=len(history), train_seconds=info.get("train_seconds"),
         hardware=info.get("hardware"), training_config=config,
-        final_epoch=history[-1] if history else None)
+        final_epoch=history[-1] if history else None, **extra)
     write_card(path, card)
     return path, card
 

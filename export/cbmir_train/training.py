@@ -57,6 +57,7 @@ class TrainConfig:
     progress: bool = True
     precise_bn: bool = RECIPE["precise_bn"]  # re-estimate BatchNorm statistics on un-augmented inputs at the end
     instance_weight: float = 0.0  # lambda of the instance (NT-Xent) term beside the label loss; 0 = off
+    fine_weight: float = 0.0  # inception4e descriptor in the search vector (networks.RetrievalNet); 0 = off
     instance_temperature: float = 0.1
     data_device: str = "auto"  # where the preloaded inputs live: auto (the training device), cpu
 
@@ -108,7 +109,7 @@ def recalibrate_batchnorm(model: torch.nn.Module, inputs: torch.Tensor, device: 
     model.train()
     for start in tqdm(range(0, len(inputs), batch_size), desc="precise BN", unit="batch",
                       disable=not progress):
-        model(inputs[start:start + batch_size].to(device).contiguous(
+        model.label_embedding(inputs[start:start + batch_size].to(device).contiguous(
             memory_format=torch.channels_last))
     for norm, momentum in zip(norms, saved):
         norm.momentum = momentum
@@ -136,7 +137,7 @@ def training_step(model, criterion, batch: torch.Tensor, labels: torch.Tensor,
     stacked = torch.cat(views) if len(views) > 1 else views[0]
     stacked = stacked.contiguous(memory_format=torch.channels_last)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-        embeddings = model(stacked)
+        embeddings = model.label_embedding(stacked)
     embeddings = embeddings.float()
     loss = criterion(embeddings, labels.repeat(len(views)))
     if instance is not None:
@@ -177,7 +178,8 @@ def fit(config: TrainConfig, resume: bool = False) -> dict:
     val_inputs = (datasets.load_inputs(val_records, config.input_size, config.cache_dir,
                                        config.progress) if val_records else None)
 
-    model = build_model(config.dim, config.gem_p, weights=config.weights).to(device)
+    model = build_model(config.dim, config.gem_p, weights=config.weights,
+                        fine_weight=config.fine_weight).to(device)
     model = model.to(memory_format=torch.channels_last)
     criterion = build_loss(config.loss, len(codec), config.dim).to(device)
     instance = (InstanceContrastLoss(config.instance_temperature)

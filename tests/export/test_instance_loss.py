@@ -45,6 +45,9 @@ class Tiny(torch.nn.Module):
     def forward(self, batch):
         return F.normalize(self.linear(batch.flatten(1)), dim=1)
 
+    def label_embedding(self, batch):  # what training_step calls (RetrievalNet's interface)
+        return self(batch)
+
 
 def step(weight: float, monkeypatch, calls: list):
     def counting(batch, generator, *args):

@@ -85,3 +85,22 @@ def test_flip_only_augmentation_mirrors_left_right():
                                max_shift_fraction=0, max_log_gamma=0, max_contrast_change=0)
     out = augment_batch(batch, torch.Generator().manual_seed(0), settings)
     np.testing.assert_allclose(out.numpy(), batch.flip(-1).numpy(), atol=1e-5)
+
+
+def test_the_fine_descriptor_appends_unit_mid_level_features_to_the_label_embedding():
+    torch.manual_seed(0)
+    plain = build_model(dim=16).eval()
+    fine = build_model(dim=16, fine_weight=2.0).eval()
+    fine.load_state_dict(plain.state_dict())  # the descriptor adds no weights
+    x = torch.rand(3, 1, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(plain.trunk.from_mid(plain.trunk.to_mid(x)), plain.trunk(x))
+        label = plain(x)
+        assert torch.allclose(plain.label_embedding(x), label) and plain.dim == 16
+        vector = fine(x)
+        mid = gem(fine.trunk.to_mid(x), 3.0)
+        expected = torch.cat([label, 2.0 * mid / mid.norm(dim=1, keepdim=True)], 1)
+        expected = expected / expected.norm(dim=1, keepdim=True)
+    assert fine.dim == vector.shape[1] == 16 + 832
+    assert torch.allclose(vector, expected, atol=1e-6)
+    assert torch.allclose(fine.label_embedding(x), label, atol=1e-6)

@@ -87,3 +87,18 @@ def test_quantize_command_records_the_comparison(tiny_onnx, tiny_manifest, tmp_p
     assert comparison["mAP_change"] == comparison["int8"]["mAP"] - comparison["fp32"]["mAP"]
     assert comparison["speedup"] > 0
     assert Embedder(out).dim == card["embedding_dim"]
+
+
+def test_a_run_exported_with_the_fine_descriptor_keeps_the_contract(tiny_run, tmp_path):
+    from cbmir_train.onnx_export import export_run
+
+    path, card = export_run(tiny_run, tmp_path / "fine.onnx", fine_weight=3.0)
+    model, _ = load_trained(tiny_run, fine_weight=3.0)
+    assert card["embedding_dim"] == load_card(path)["embedding_dim"] == model.dim == 32 + 832
+    assert card["fine_weight"] == 3.0 and "inception4e" in card["architecture"]
+    images = [read_image_file(FIGSHARE / row["path"]) for row in pick_rows(4)]
+    inputs = preprocess_batch(images, TINY_INPUT_SIZE)
+    onnx_vectors = Embedder(path).embed_inputs(inputs)
+    assert cosine(embed_inputs(model, inputs), onnx_vectors).min() >= 0.9999
+    plain, _ = load_trained(tiny_run)
+    assert plain.dim == 32  # the run itself was trained without it

@@ -38,6 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--instance-weight", type=float, default=0.0,
                         help="lambda of the instance-level NT-Xent term (see cbmir train)")
+    parser.add_argument("--fine-weight", type=float, default=0.0,
+                        help="inception4e descriptor in the search vector (see cbmir train)")
     parser.add_argument("--data-device", choices=("auto", "cpu"), default="auto")
     parser.add_argument("--folds", default="", help="only these folds (default: every split)")
     parser.add_argument("--quantize-check-folds", type=int, default=1,
@@ -63,7 +65,7 @@ def base_config(args, out: Path, train_splits: list[str]) -> TrainConfig:
                        input_size=args.input_size, dim=args.dim, loss=args.loss, seed=args.seed,
                        threads=args.threads, cache_dir=str(Path(args.runs) / "cache"),
                        progress=not args.quiet, instance_weight=args.instance_weight,
-                       data_device=args.data_device)
+                       fine_weight=args.fine_weight, data_device=args.data_device)
 
 
 def protocol(args, splits: list[str], records) -> dict:
@@ -75,6 +77,7 @@ def protocol(args, splits: list[str], records) -> dict:
                     f"--name {args.name} --runs {args.runs} --epochs {args.epochs} --input-size {args.input_size} --dim {args.dim} "
                     f"--loss {args.loss} --batch-size {args.batch_size} --lr {args.lr}"
                     + (f" --instance-weight {args.instance_weight}" if args.instance_weight else "")
+                    + (f" --fine-weight {args.fine_weight}" if args.fine_weight else "")
                     + (f" --compare-losses {args.compare_losses}" if args.compare_losses else "")),
         "script": "export/run-benchmark.sh",
         "data_description": (f"manifest `{args.manifest}`; images decoded with "

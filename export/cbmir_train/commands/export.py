@@ -17,12 +17,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metrics", help="JSON file whose content goes into the card's metrics")
     parser.add_argument("--evaluation", help="evaluation.json (or its folder) from `cbmir evaluate` "
                         "to put in the card (default: RUN/evaluation.json when present)")
+    parser.add_argument("--fine-weight", type=float,
+                        help="inception4e descriptor's weight in the search vector instead of the "
+                             "run's own (cbmir train --fine-weight); 0 = label embedding only")
 
 
 def run(args: argparse.Namespace) -> int:
     metrics = json.loads(Path(args.metrics).read_text()) if args.metrics else {}
     path, _ = export_run(args.checkpoint, args.out, name=args.name, version=args.version,
                          training_data=args.training_data, metrics=metrics,
-                         evaluation=args.evaluation)
+                         evaluation=args.evaluation, fine_weight=args.fine_weight)
     print(f"wrote {path} and {path.with_suffix('.json')} (the card is also inside the ONNX file)")
     return 0
