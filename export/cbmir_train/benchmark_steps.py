@@ -32,6 +32,8 @@ class BenchmarkSettings:
     name: str = "figshare"  # the report is docs/benchmarks/<name>.md
     model_version: str = "1.1.0"
     max_int8_map_drop: float = 0.005
+    fine_weight: float = 0.0  # the search vector's fine part (networks.RetrievalNet)
+    fine_dim: int = 0
 
     @property
     def cache(self) -> Path:
@@ -41,7 +43,8 @@ class BenchmarkSettings:
 def _quantize(run_dir: Path, settings: BenchmarkSettings,
               calibration_splits: list[str]) -> tuple[Path, Path]:
     """FP32 ONNX (+card) and INT8 ONNX (+card) of the run in `run_dir`."""
-    fp32, card = export_run(run_dir, run_dir / "model.onnx")
+    fp32, card = export_run(run_dir, run_dir / "model.onnx", fine_weight=settings.fine_weight,
+                            fine_dim=settings.fine_dim)
     int8 = run_dir / "model-int8.onnx"
     quantize_with_card(fp32, int8, card, settings.manifest, calibration_splits,
                        CALIBRATION_IMAGES, seed=settings.seed)
@@ -52,7 +55,8 @@ def fold_result(run_dir: Path, records, fold: str, others: list[str], settings: 
                 check_quantization: bool = False) -> dict:
     """Held-out metrics of the model trained in `run_dir` (+ ONNX parity and INT8 check)."""
     train = json.loads((run_dir / "train.json").read_text())
-    vectors, _ = embed_records(run_dir, records, cache_dir=settings.cache, progress=False)
+    vectors, _ = embed_records(run_dir, records, cache_dir=settings.cache, progress=False,
+                               fine_weight=settings.fine_weight, fine_dim=settings.fine_dim)
     metrics = score_splits(vectors, records, [fold], others)
     metrics.pop("pr_curve")
     result = {"fold": fold, "train_splits": others, "metrics": metrics,

@@ -76,6 +76,15 @@ class LabelCodec:
         return len(self.labels)
 
 
+def training_records(records: list[Record], splits: list[str], limit: int = 0) -> list[Record]:
+    """The records a run trains on: its splits, and with `limit` a stratified subset."""
+    chosen = select(records, splits)
+    if limit and limit < len(chosen):
+        # Stratified by label, evenly spaced within each: a small subset keeps every label.
+        chosen = stratified_sample(chosen, limit)
+    return chosen
+
+
 def stratified_sample(records: list[Record], count: int, key=lambda r: r.label) -> list[Record]:
     """At most `count` records with every stratum (label by default) kept in proportion.
 

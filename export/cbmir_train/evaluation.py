@@ -19,12 +19,13 @@ from .metrics import retrieval_metrics
 
 
 def load_embedder(model_path: str | Path, threads: int = 0, batch_size: int = 64,
-                  progress: bool = False, fine_weight: float | None = None):
+                  progress: bool = False, fine_weight: float = 0.0, fine_dim: int = 0):
     """(input size, function (N, 1, S, S) inputs -> (N, D) unit vectors, model description).
-    `fine_weight`: override for a torch run (networks.RetrievalNet); not for ONNX files."""
+    `fine_weight`, `fine_dim`: a torch run's search vector (networks.RetrievalNet); an ONNX
+    file carries its own."""
     model_path = Path(model_path)
     if model_path.suffix == ".onnx":
-        if fine_weight is not None:
+        if fine_weight:
             raise ValueError("--fine-weight applies to a run folder or .pt file; an ONNX model "
                              "carries its own search vector (cbmir export --fine-weight)")
         from cbmir.core.embed import Embedder, embed_in_batches
@@ -40,7 +41,7 @@ def load_embedder(model_path: str | Path, threads: int = 0, batch_size: int = 64
                                             "card": embedder.card}
     from .inference import embed_inputs, load_trained
 
-    model, info = load_trained(model_path, fine_weight)
+    model, info = load_trained(model_path, fine_weight, fine_dim)
     return (info["config"]["input_size"],
             lambda inputs: embed_inputs(model, inputs, batch_size, progress=progress),
             {"model": str(model_path), "kind": "torch", "config": info["config"]})
@@ -48,9 +49,11 @@ def load_embedder(model_path: str | Path, threads: int = 0, batch_size: int = 64
 
 def embed_records(model_path: str | Path, records: list[datasets.Record], batch_size: int = 64,
                   cache_dir: str | Path | None = None, threads: int = 0,
-                  progress: bool = True) -> tuple[np.ndarray, dict]:
+                  progress: bool = True, fine_weight: float = 0.0,
+                  fine_dim: int = 0) -> tuple[np.ndarray, dict]:
     """(N, D) unit vectors for `records`, plus a description of the model used."""
-    size, embed, info = load_embedder(model_path, threads, batch_size, progress)
+    size, embed, info = load_embedder(model_path, threads, batch_size, progress, fine_weight,
+                                      fine_dim)
     return embed(datasets.load_inputs(records, size, cache_dir, progress)), info
 
 
@@ -134,7 +137,7 @@ def evaluate(model_path: str | Path, manifest: str | Path, queries: list[str],
              database: list[str], out: str | Path, cache_dir=None, map_method: str = "pca",
              threads: int = 0, progress: bool = True, limit: int = 0,
              finegrained_seed: int | None = DEFAULT_SEED, rerank: bool = False,
-             fine_weight: float | None = None) -> dict:
+             fine_weight: float = 0.0, fine_dim: int = 0) -> dict:
     """The whole `cbmir evaluate`: embed, score, write evaluation.json/.md and PNG plots.
     `limit`: evaluate N images only, stratified by (split, label) (smoke runs);
     `rerank`: also score aQE / DBA re-ranking (cbmir_train.reranking)."""
@@ -143,7 +146,7 @@ def evaluate(model_path: str | Path, manifest: str | Path, queries: list[str],
     records = datasets.select(datasets.read_manifest(manifest), sorted(set(queries + database)))
     records = datasets.stratified_sample(records, limit, key=lambda r: (r.split, r.label))
     size, embed, model_info = load_embedder(model_path, threads, progress=progress,
-                                            fine_weight=fine_weight)
+                                            fine_weight=fine_weight, fine_dim=fine_dim)
     vectors = embed(datasets.load_inputs(records, size, cache_dir, progress))
     result = score_splits(vectors, records, queries, database)
     copies = None

@@ -32,19 +32,22 @@ def resolve_weights_file(path: str | Path) -> Path:
     return path
 
 
-def load_trained(path: str | Path, fine_weight: float | None = None) -> tuple[RetrievalNet, dict]:
+def load_trained(path: str | Path, fine_weight: float = 0.0,
+                 fine_dim: int = 0) -> tuple[RetrievalNet, dict]:
     """(model in eval mode, saved payload without tensors) from a run folder or file.
-    `fine_weight`: the search vector's inception4e weight instead of the trained config's
-    (it adds no weights, so any run can be exported or evaluated with it)."""
+    `fine_weight`, `fine_dim`: the search vector's fine part (networks.RetrievalNet); it adds
+    no trained weights, so any run can be exported or evaluated with it; a projection
+    (`fine_dim`) is fitted on the run's own training images (descriptor.py)."""
     payload = torch.load(resolve_weights_file(path), map_location="cpu", weights_only=False)
-    config = dict(payload["config"])
-    if fine_weight is not None:
-        config["fine_weight"] = float(fine_weight)
-    payload["config"] = config
+    config = payload["config"]
     model = build_model(dim=config["dim"], gem_p=config.get("gem_p", 3.0),
-                        fine_weight=config.get("fine_weight", 0.0))
+                        fine_weight=fine_weight or 0.0, fine_dim=fine_dim or 0)
     model.load_state_dict(payload["model"])
     model.eval()
+    if model.fine_dim:
+        from .descriptor import fit_fine_projection
+
+        fit_fine_projection(model, config)
     info = {k: v for k, v in payload.items() if k not in ("model", "loss", "optimizer", "scheduler")}
     return model, info
 

@@ -108,11 +108,18 @@ class RetrievalNet(nn.Module):
     """
 
     def __init__(self, dim: int = 128, gem_p: float = 3.0, dropout: float = 0.0,
-                 fine_weight: float = 0.0):
+                 fine_weight: float = 0.0, fine_dim: int = 0):
         super().__init__()
         self.label_dim = dim
         self.fine_weight = float(fine_weight)
-        self.dim = dim + (MID_CHANNELS if self.fine_weight > 0 else 0)
+        self.fine_dim = int(fine_dim) if self.fine_weight > 0 else 0
+        self.dim = dim + ((self.fine_dim or MID_CHANNELS) if self.fine_weight > 0 else 0)
+        # fine_dim > 0: the mid-level features are centred and projected on their first
+        # fine_dim principal axes (set_fine_projection: fitted on the run's training images,
+        # not saved in checkpoints), so the search vector stays small (Annoy, REST latency).
+        self.register_buffer("fine_mean", torch.zeros(MID_CHANNELS), persistent=False)
+        self.register_buffer("fine_basis", torch.eye(MID_CHANNELS)[:, :self.fine_dim],
+                             persistent=False)
         self.trunk = GoogLeNetTrunk(in_channels=1)
         self.pool = GeM(p=gem_p)
         self.dropout = nn.Dropout(dropout)
@@ -125,11 +132,22 @@ class RetrievalNet(nn.Module):
     def _embed(self, features: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.embedding(self.dropout(self.pool(features))), dim=1)
 
+    @staticmethod
+    def fine_features(mid: torch.Tensor) -> torch.Tensor:
+        """Unit GeM-pooled inception4e features (MID_CHANNELS)."""
+        return F.normalize(gem(mid, MID_GEM_P), dim=1)
+
+    def set_fine_projection(self, mean: torch.Tensor, basis: torch.Tensor) -> None:
+        self.fine_mean.copy_(mean)
+        self.fine_basis.copy_(basis)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.fine_weight <= 0:
             return self.label_embedding(x)
         mid = self.trunk.to_mid(x)
-        fine = F.normalize(gem(mid, MID_GEM_P), dim=1)
+        fine = self.fine_features(mid)
+        if self.fine_dim:
+            fine = F.normalize((fine - self.fine_mean) @ self.fine_basis, dim=1)
         vector = torch.cat([self._embed(self.trunk.from_mid(mid)), self.fine_weight * fine], 1)
         return F.normalize(vector, dim=1)
 
@@ -167,8 +185,10 @@ def load_trunk_weights(model: RetrievalNet, path: str | Path) -> list[str]:
 
 
 def build_model(dim: int = 128, gem_p: float = 3.0, dropout: float = 0.0,
-                weights: str | Path | None = None, fine_weight: float = 0.0) -> RetrievalNet:
-    model = RetrievalNet(dim=dim, gem_p=gem_p, dropout=dropout, fine_weight=fine_weight)
+                weights: str | Path | None = None, fine_weight: float = 0.0,
+                fine_dim: int = 0) -> RetrievalNet:
+    model = RetrievalNet(dim=dim, gem_p=gem_p, dropout=dropout, fine_weight=fine_weight,
+                         fine_dim=fine_dim)
     if weights:
         missing = load_trunk_weights(model, weights)
         if missing:

@@ -88,17 +88,16 @@ def export_run(checkpoint: str | Path, out: str | Path, name: str = "cbmir-googl
                version: str | None = None, training_data: str | None = None,
                metrics: dict | None = None,
                evaluation: str | Path | None = None,
-               fine_weight: float | None = None) -> tuple[Path, dict]:
+               fine_weight: float = 0.0, fine_dim: int = 0) -> tuple[Path, dict]:
     """Export a trained run (folder or .pt) to `out` with a card describing its training.
 
     `evaluation`: an evaluation.json (or a folder holding one) from `cbmir evaluate`;
     by default RUN/evaluation.json when it exists. Its figures go into the card's
     metrics under "evaluation"; explicit `metrics` keys are kept beside them.
-    `fine_weight`: the inception4e descriptor's weight (networks.RetrievalNet) instead of
-    the run's own."""
+    `fine_weight`, `fine_dim`: the search vector's fine part (networks.RetrievalNet)."""
     from .inference import load_trained
 
-    model, info = load_trained(checkpoint, fine_weight)
+    model, info = load_trained(checkpoint, fine_weight, fine_dim)
     config, history = info["config"], info.get("history", [])
     path = export_onnx(model, config["input_size"], out)
     metrics = dict(metrics or {})
@@ -111,9 +110,12 @@ def export_run(checkpoint: str | Path, out: str | Path, name: str = "cbmir-googl
         f"{','.join(config['train_splits']) or 'all'} ({info.get('train_images', '?')} images)")
     extra = {}
     if model.fine_weight > 0:
+        fine = "unit(GeM(inception4e))" + (
+            f" centred, first {model.fine_dim} principal axes of the training images, unit"
+            if model.fine_dim else "")
         extra = {"architecture": f"{ARCHITECTURE}; search vector = [embedding, {model.fine_weight:g}"
-                                 f" x unit(GeM(inception4e))], L2 norm ({model.dim}-d)",
-                 "fine_weight": model.fine_weight}
+                                 f" x {fine}], L2 norm ({model.dim}-d)",
+                 "fine_weight": model.fine_weight, "fine_dim": model.fine_dim}
     card = build_card(
         name=name, version=version or path.stem, dim=model.dim,
         input_size=config["input_size"], precision="fp32", training_data=training_data,

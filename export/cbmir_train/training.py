@@ -57,7 +57,6 @@ class TrainConfig:
     progress: bool = True
     precise_bn: bool = RECIPE["precise_bn"]  # re-estimate BatchNorm statistics on un-augmented inputs at the end
     instance_weight: float = 0.0  # lambda of the instance (NT-Xent) term beside the label loss; 0 = off
-    fine_weight: float = 0.0  # inception4e descriptor in the search vector (networks.RetrievalNet); 0 = off
     instance_temperature: float = 0.1
     data_device: str = "auto"  # where the preloaded inputs live: auto (the training device), cpu
 
@@ -165,10 +164,7 @@ def fit(config: TrainConfig, resume: bool = False) -> dict:
         torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick its fastest kernels
 
     records = datasets.read_manifest(config.manifest)
-    train_records = datasets.select(records, config.train_splits)
-    if config.limit and config.limit < len(train_records):
-        # Stratified by label, evenly spaced within each: a small subset keeps every label.
-        train_records = datasets.stratified_sample(train_records, config.limit)
+    train_records = datasets.training_records(records, config.train_splits, config.limit)
     val_records = datasets.select(records, config.val_splits) if config.val_splits else []
     codec = datasets.LabelCodec([r.label for r in train_records])
     data_device = data_device_for(config, device)
@@ -178,8 +174,7 @@ def fit(config: TrainConfig, resume: bool = False) -> dict:
     val_inputs = (datasets.load_inputs(val_records, config.input_size, config.cache_dir,
                                        config.progress) if val_records else None)
 
-    model = build_model(config.dim, config.gem_p, weights=config.weights,
-                        fine_weight=config.fine_weight).to(device)
+    model = build_model(config.dim, config.gem_p, weights=config.weights).to(device)
     model = model.to(memory_format=torch.channels_last)
     criterion = build_loss(config.loss, len(codec), config.dim).to(device)
     instance = (InstanceContrastLoss(config.instance_temperature)

@@ -102,3 +102,24 @@ def test_a_run_exported_with_the_fine_descriptor_keeps_the_contract(tiny_run, tm
     assert cosine(embed_inputs(model, inputs), onnx_vectors).min() >= 0.9999
     plain, _ = load_trained(tiny_run)
     assert plain.dim == 32  # the run itself was trained without it
+
+
+def test_the_fine_part_can_be_projected_on_the_training_images_principal_axes(
+        tiny_run, tiny_manifest, tmp_path):
+    from cbmir_train import datasets, descriptor
+    from cbmir_train.onnx_export import export_run
+
+    path, card = export_run(tiny_run, tmp_path / "small.onnx", fine_weight=3.0, fine_dim=8)
+    model, info = load_trained(tiny_run, fine_weight=3.0, fine_dim=8)
+    assert card["embedding_dim"] == model.dim == 32 + 8 and card["fine_dim"] == 8
+    # fitted on the run's training split only (the tiny run trains on "train")
+    train = [r for r in datasets.read_manifest(tiny_manifest) if r.split == "train"]
+    assert info["config"]["train_splits"] == ["train"]
+    features = descriptor.mid_features(model, datasets.load_inputs(train, TINY_INPUT_SIZE,
+                                                                   progress=False))
+    np.testing.assert_allclose(model.fine_mean.numpy(), features.mean(axis=0), atol=1e-5)
+    basis = model.fine_basis.numpy()
+    np.testing.assert_allclose(basis.T @ basis, np.eye(8), atol=1e-4)
+    images = [read_image_file(FIGSHARE / row["path"]) for row in pick_rows(4)]
+    inputs = preprocess_batch(images, TINY_INPUT_SIZE)
+    assert cosine(embed_inputs(model, inputs), Embedder(path).embed_inputs(inputs)).min() >= 0.9999

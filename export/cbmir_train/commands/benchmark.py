@@ -39,7 +39,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--instance-weight", type=float, default=0.0,
                         help="lambda of the instance-level NT-Xent term (see cbmir train)")
     parser.add_argument("--fine-weight", type=float, default=0.0,
-                        help="inception4e descriptor in the search vector (see cbmir train)")
+                        help="fine part of the search vector: GeM(inception4e) x W "
+                             "(see cbmir export)")
+    parser.add_argument("--fine-dim", type=int, default=0,
+                        help="its first principal axes only (see cbmir export)")
     parser.add_argument("--data-device", choices=("auto", "cpu"), default="auto")
     parser.add_argument("--folds", default="", help="only these folds (default: every split)")
     parser.add_argument("--quantize-check-folds", type=int, default=1,
@@ -65,7 +68,7 @@ def base_config(args, out: Path, train_splits: list[str]) -> TrainConfig:
                        input_size=args.input_size, dim=args.dim, loss=args.loss, seed=args.seed,
                        threads=args.threads, cache_dir=str(Path(args.runs) / "cache"),
                        progress=not args.quiet, instance_weight=args.instance_weight,
-                       fine_weight=args.fine_weight, data_device=args.data_device)
+                       data_device=args.data_device)
 
 
 def protocol(args, splits: list[str], records) -> dict:
@@ -77,7 +80,8 @@ def protocol(args, splits: list[str], records) -> dict:
                     f"--name {args.name} --runs {args.runs} --epochs {args.epochs} --input-size {args.input_size} --dim {args.dim} "
                     f"--loss {args.loss} --batch-size {args.batch_size} --lr {args.lr}"
                     + (f" --instance-weight {args.instance_weight}" if args.instance_weight else "")
-                    + (f" --fine-weight {args.fine_weight}" if args.fine_weight else "")
+                    + (f" --fine-weight {args.fine_weight} --fine-dim {args.fine_dim}"
+                       if args.fine_weight else "")
                     + (f" --compare-losses {args.compare_losses}" if args.compare_losses else "")),
         "script": "export/run-benchmark.sh",
         "data_description": (f"manifest `{args.manifest}`; images decoded with "
@@ -103,7 +107,8 @@ def settings_of(args) -> BenchmarkSettings:
     """The options the benchmark steps use, converted once."""
     return BenchmarkSettings(manifest=args.manifest, runs=Path(args.runs),
                              input_size=args.input_size, seed=args.seed, name=args.name, model_version=args.model_version,
-                             max_int8_map_drop=args.max_int8_map_drop)
+                             max_int8_map_drop=args.max_int8_map_drop,
+                             fine_weight=args.fine_weight, fine_dim=args.fine_dim)
 
 
 def trained(run_dir: Path, epochs: int) -> bool:

@@ -24,9 +24,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seed of the perturbed copies of the fine-grained measures")
     parser.add_argument("--no-finegrained", dest="finegrained", action="store_false",
                         help="skip the fine-grained (within-type) measures")
-    parser.add_argument("--fine-weight", type=float,
-                        help="a run folder/.pt evaluated with this inception4e weight in the search "
-                             "vector (cbmir train --fine-weight); ONNX models carry their own")
+    parser.add_argument("--fine-weight", type=float, default=0.0,
+                        help="append GeM-pooled inception4e features x W to a run's search vector "
+                             "(orders images within a type; no trained weights); 0 = off")
+    parser.add_argument("--fine-dim", type=int, default=0,
+                        help="keep only their first N principal axes, fitted on the run's "
+                             "training images (a smaller vector); 0 = all 832")
     parser.add_argument("--rerank", action="store_true",
                         help="also score aQE and DBA re-ranking variants (label and copy measures)")
     parser.add_argument("--quiet", action="store_true")
@@ -38,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
                       map_method=args.map, threads=args.threads, progress=not args.quiet,
                       limit=args.limit,
                       finegrained_seed=args.finegrained_seed if args.finegrained else None,
-                      rerank=args.rerank, fine_weight=args.fine_weight)
+                      rerank=args.rerank, fine_weight=args.fine_weight,
+                      fine_dim=args.fine_dim)
     print(f"mAP {result['mAP']:.4f}  P@1 {result['P@1']:.4f}  P@5 {result['P@5']:.4f}  "
           f"P@10 {result['P@10']:.4f}  ({result['queries']} queries, {result['database']} database)"
           f" -> {args.out}")

@@ -17,15 +17,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metrics", help="JSON file whose content goes into the card's metrics")
     parser.add_argument("--evaluation", help="evaluation.json (or its folder) from `cbmir evaluate` "
                         "to put in the card (default: RUN/evaluation.json when present)")
-    parser.add_argument("--fine-weight", type=float,
-                        help="inception4e descriptor's weight in the search vector instead of the "
-                             "run's own (cbmir train --fine-weight); 0 = label embedding only")
+    parser.add_argument("--fine-weight", type=float, default=0.0,
+                        help="append GeM-pooled inception4e features x W to the search vector "
+                             "(orders images within a type; no trained weights); 0 = off")
+    parser.add_argument("--fine-dim", type=int, default=0,
+                        help="keep only their first N principal axes, fitted on the run's "
+                             "training images (a smaller vector); 0 = all 832")
 
 
 def run(args: argparse.Namespace) -> int:
     metrics = json.loads(Path(args.metrics).read_text()) if args.metrics else {}
     path, _ = export_run(args.checkpoint, args.out, name=args.name, version=args.version,
                          training_data=args.training_data, metrics=metrics,
-                         evaluation=args.evaluation, fine_weight=args.fine_weight)
+                         evaluation=args.evaluation, fine_weight=args.fine_weight,
+                         fine_dim=args.fine_dim)
     print(f"wrote {path} and {path.with_suffix('.json')} (the card is also inside the ONNX file)")
     return 0

@@ -27,9 +27,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="lambda of an instance-level NT-Xent term (two augmented views of an "
                              "image must match each other more than other images); 0 = off")
     parser.add_argument("--instance-temperature", type=float, default=0.1)
-    parser.add_argument("--fine-weight", type=float, default=0.0,
-                        help="weight of the GeM-pooled inception4e features appended to the search vector "
-                             "(orders images within a type; no extra weights, training unchanged); 0 = off")
     parser.add_argument("--data-device", choices=("auto", "cpu"), default="auto",
                         help="keep the preloaded inputs on the training device (auto) or in RAM")
     parser.add_argument("--weights", help="state dict for the GoogLeNet trunk (e.g. torchvision ImageNet)")
@@ -52,7 +49,6 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         device=args.device, precision=args.precision, threads=args.threads,
         cache_dir=args.cache_dir, limit=args.limit, progress=not args.quiet,
         instance_weight=args.instance_weight, instance_temperature=args.instance_temperature,
-        fine_weight=args.fine_weight,
         data_device=args.data_device)
 
 
