@@ -226,6 +226,7 @@ def main() -> int:
     env = common.environment()
     from cbmir.service.config import Config
     shipped = Config()  # the plugin's defaults, so "default settings" cannot drift from them
+    args.model = args.model.resolve()  # Orthanc runs in its own folder: a relative path breaks
     real = real_embeddings(args.model, args.embeddings)
     sigma = nn_distance(real) / np.sqrt(real.shape[1])
     queries = synthetic(real, args.queries, sigma, seed=12345)
