@@ -28,9 +28,11 @@ def test_the_options_are_converted_once_with_the_dataclass_defaults():
 def test_every_option_the_steps_use_reaches_them():
     settings = benchmark.settings_of(_parsed("--runs", "r", "--input-size", "64", "--seed", "7",
                                              "--name", "n", "--model-version", "2.0.0",
-                                             "--max-int8-map-drop", "0.01"))
+                                             "--max-int8-map-drop", "0.01",
+                                             "--fine-weight", "3", "--fine-dim", "64"))
     assert settings == BenchmarkSettings(manifest="m.csv", runs=Path("r"), input_size=64, seed=7,
-                                         name="n", model_version="2.0.0", max_int8_map_drop=0.01)
+                                         name="n", model_version="2.0.0", max_int8_map_drop=0.01,
+                                         fine_weight=3.0, fine_dim=64)
 
 
 def test_the_int8_card_keeps_the_fp32_card_and_says_how_it_was_quantized():

@@ -120,7 +120,7 @@ def test_benchmark_runs_folds_and_ships_a_model(tmp_path):
     arguments = ["benchmark", "--manifest", str(manifest), "--out", str(tmp_path / "docs"),
                  "--runs", str(tmp_path / "runs"), "--models-dir", str(tmp_path / "models"),
                  "--epochs", "1", "--input-size", "64", "--dim", "8", "--batch-size", "6",
-                 "--threads", "2", "--quiet"]
+                 "--threads", "2", "--fine-weight", "3", "--fine-dim", "4", "--quiet"]
     assert main(arguments) == 0
     report = json.loads((tmp_path / "docs" / "figshare.json").read_text())
     assert [f["fold"] for f in report["folds"]] == ["fold1", "fold2", "fold3"]
@@ -131,7 +131,9 @@ def test_benchmark_runs_folds_and_ships_a_model(tmp_path):
     assert "mean ± sd" in markdown and "Shipped default model" in markdown
     card = json.loads((tmp_path / "models" / "default.json").read_text())
     assert card["precision"] in ("fp32", "int8") and "cv_mAP" in card["metrics"]
-    assert Embedder(tmp_path / "models" / "default.onnx").dim == 8
+    # the search vector's fine part reaches every fold's evaluation and the shipped model
+    assert Embedder(tmp_path / "models" / "default.onnx").dim == 8 + 4 and card["fine_dim"] == 4
+    assert "--fine-weight 3.0 --fine-dim 4" in markdown
     # Re-running skips finished folds and the shipped model: read back, not redone.
     done = [tmp_path / "runs" / "fold1" / "result.json", tmp_path / "models" / "default.onnx",
             tmp_path / "runs" / "full" / "model.pt"]
