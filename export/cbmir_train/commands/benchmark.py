@@ -21,6 +21,7 @@ from ..benchmark_steps import (BenchmarkSettings, default_model_section, fold_re
 from ..losses import LOSSES
 from ..recipe import RECIPE
 from ..training import TrainConfig, fit
+from . import search_vector_options
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,11 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--instance-weight", type=float, default=0.0,
                         help="lambda of the instance-level NT-Xent term (see cbmir train)")
-    parser.add_argument("--fine-weight", type=float, default=0.0,
-                        help="fine part of the search vector: GeM(inception4e) x W "
-                             "(see cbmir export)")
-    parser.add_argument("--fine-dim", type=int, default=0,
-                        help="its first principal axes only (see cbmir export)")
+    search_vector_options.add_arguments(parser)
     parser.add_argument("--data-device", choices=("auto", "cpu"), default="auto")
     parser.add_argument("--folds", default="", help="only these folds (default: every split)")
     parser.add_argument("--quantize-check-folds", type=int, default=1,

@@ -7,6 +7,7 @@ from cbmir.core.manifest import parse_splits
 
 from ..evaluation import evaluate
 from ..finegrained import DEFAULT_SEED
+from . import search_vector_options
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,12 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seed of the perturbed copies of the fine-grained measures")
     parser.add_argument("--no-finegrained", dest="finegrained", action="store_false",
                         help="skip the fine-grained (within-type) measures")
-    parser.add_argument("--fine-weight", type=float, default=0.0,
-                        help="append GeM-pooled inception4e features x W to a run's search vector "
-                             "(orders images within a type; no trained weights); 0 = off")
-    parser.add_argument("--fine-dim", type=int, default=0,
-                        help="keep only their first N principal axes, fitted on the run's "
-                             "training images (a smaller vector); 0 = all 832")
+    search_vector_options.add_arguments(parser)
     parser.add_argument("--rerank", action="store_true",
                         help="also score aQE and DBA re-ranking variants (label and copy measures)")
     parser.add_argument("--quiet", action="store_true")

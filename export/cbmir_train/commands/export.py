@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from ..onnx_export import export_run
+from . import search_vector_options
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,12 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metrics", help="JSON file whose content goes into the card's metrics")
     parser.add_argument("--evaluation", help="evaluation.json (or its folder) from `cbmir evaluate` "
                         "to put in the card (default: RUN/evaluation.json when present)")
-    parser.add_argument("--fine-weight", type=float, default=0.0,
-                        help="append GeM-pooled inception4e features x W to the search vector "
-                             "(orders images within a type; no trained weights); 0 = off")
-    parser.add_argument("--fine-dim", type=int, default=0,
-                        help="keep only their first N principal axes, fitted on the run's "
-                             "training images (a smaller vector); 0 = all 832")
+    search_vector_options.add_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
