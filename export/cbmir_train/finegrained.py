@@ -180,6 +180,14 @@ def perturbed_inputs(records, size: int, seed: int = DEFAULT_SEED) -> np.ndarray
     return inputs
 
 
+def split_rows(records, queries: list[str], database: list[str]) -> tuple[list[int], list[int]]:
+    """Row numbers of the query splits, and of the database splits that are not queries."""
+    query_rows = [i for i, r in enumerate(records) if r.split in set(queries)]
+    database_rows = [i for i, r in enumerate(records) if r.split in set(database)
+                     and r.split not in set(queries)]
+    return query_rows, database_rows
+
+
 def embed_copies(embed, size: int, records, queries: list[str],
                  seed: int = DEFAULT_SEED) -> np.ndarray:
     """Vectors of the perturbed copies of the query splits' images, in record order."""
@@ -192,9 +200,7 @@ def evaluate_finegrained(embed, size: int, vectors: np.ndarray, records, queries
     """All three measures for query splits against database splits; `vectors` align with
     `records` and `embed` maps preprocessed inputs to vectors with the same model;
     `copies`: `embed_copies` already computed with the same seed."""
-    query_rows = [i for i, r in enumerate(records) if r.split in set(queries)]
-    database_rows = [i for i, r in enumerate(records) if r.split in set(database)
-                     and r.split not in set(queries)]
+    query_rows, database_rows = split_rows(records, queries, database)
     if copies is None:
         copies = embed_copies(embed, size, records, queries, seed)
     own = np.arange(len(query_rows))

@@ -41,7 +41,7 @@ def load_trained(path: str | Path, fine_weight: float = 0.0,
     payload = torch.load(resolve_weights_file(path), map_location="cpu", weights_only=False)
     config = payload["config"]
     model = build_model(dim=config["dim"], gem_p=config.get("gem_p", 3.0),
-                        fine_weight=fine_weight or 0.0, fine_dim=fine_dim or 0)
+                        fine_weight=fine_weight, fine_dim=fine_dim)
     model.load_state_dict(payload["model"])
     model.eval()
     if model.fine_dim:

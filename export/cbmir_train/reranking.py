@@ -71,12 +71,10 @@ def rerank_report(vectors: np.ndarray, copies: np.ndarray | None, records, queri
     """Per variant: mAP and P@k of the query splits against the database splits (the
     evaluation's own protocol), and the copy measure (perturbed query copies searched among
     query + database originals, as in `finegrained`), each after re-ranking."""
-    from .finegrained import copy_ranks, summarise_ranks
+    from .finegrained import copy_ranks, split_rows, summarise_ranks
     from .metrics import exclusion_mask, retrieval_metrics
 
-    query_rows = [i for i, r in enumerate(records) if r.split in set(queries)]
-    database_rows = [i for i, r in enumerate(records) if r.split in set(database)
-                     and r.split not in set(queries)]
+    query_rows, database_rows = split_rows(records, queries, database)
     q = [records[i] for i in query_rows]
     d = [records[i] for i in database_rows]
     excluded = exclusion_mask([r.key for r in q], [r.key for r in d],

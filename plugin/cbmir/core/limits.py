@@ -101,13 +101,19 @@ def _parse_prefix(prefix: bytes):
     return dataset, position + 12 <= len(prefix) and prefix[position:position + 4] in PIXEL_TAGS
 
 
+def frame_pixels(dataset) -> int:
+    """Values in one frame as the header declares them: rows x columns x samples."""
+    return (int(dataset.get("Rows", 0) or 0) * int(dataset.get("Columns", 0) or 0)
+            * int(dataset.get("SamplesPerPixel", 1) or 1))
+
+
 def check_size(dataset, max_frame_pixels: int, max_instance_pixels: int) -> None:
     """TooLarge with a clear reason when the header declares more pixels than allowed."""
     rows = int(dataset.get("Rows", 0) or 0)
     columns = int(dataset.get("Columns", 0) or 0)
     frames = int(dataset.get("NumberOfFrames", 1) or 1)
     samples = int(dataset.get("SamplesPerPixel", 1) or 1)
-    frame = rows * columns * samples
+    frame = frame_pixels(dataset)
     what = f"{frames} frame(s) of {rows} x {columns}" + (f" x {samples}" if samples > 1 else "")
     if frame > max_frame_pixels:
         raise TooLarge(f"too large: {what}: {frame:,} pixels per frame exceed "
@@ -161,9 +167,6 @@ def inflate_to(data: bytes, file, max_bytes: int) -> None:
 
 def inflated_limit(dataset) -> int:
     """Most bytes a deflated data set may inflate to: its declared pixels plus headroom."""
-    rows = int(dataset.get("Rows", 0) or 0)
-    columns = int(dataset.get("Columns", 0) or 0)
     frames = int(dataset.get("NumberOfFrames", 1) or 1)
-    samples = int(dataset.get("SamplesPerPixel", 1) or 1)
     allocated = int(dataset.get("BitsAllocated", 16) or 16)
-    return rows * columns * frames * samples * max(1, -(-allocated // 8)) + 2 * MAX_HEADER_BYTES
+    return frame_pixels(dataset) * frames * max(1, -(-allocated // 8)) + 2 * MAX_HEADER_BYTES

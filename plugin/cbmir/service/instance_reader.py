@@ -85,10 +85,9 @@ def read_instance(gateway, config, instance: str, fingerprint: str) -> StoredIns
     if not config.accepts_modality(meta["modality"]):
         raise Skip(f"modality {meta['modality'] or '(none)'} not in CBMIR.Modalities")
     limits.check_size(dataset, config.max_frame_pixels, config.max_instance_pixels)
-    frame_pixels = (int(dataset.get("Rows", 0) or 0) * int(dataset.get("Columns", 0) or 0)
-                    * int(dataset.get("SamplesPerPixel", 1) or 1))
     # One frame's pixels in memory at a time, also for deflated files (cbmir.core.decode).
-    return StoredInstance(meta, decode.iter_frames_from_bytes(dicom, dataset), frame_pixels)
+    return StoredInstance(meta, decode.iter_frames_from_bytes(dicom, dataset),
+                          limits.frame_pixels(dataset))
 
 
 def _orthanc_hash(text: str) -> str:

@@ -14,13 +14,14 @@ in progress at `MAX_ATTEMPTS` deaths is recorded as failed instead.
 """
 from __future__ import annotations
 
-import sqlite3
 import time
 
 MAX_ATTEMPTS = 2
+
+
 def is_store_error(error: BaseException, store) -> bool:
     """True for a failed index write worth retrying: the store names its own error types."""
-    return isinstance(error, getattr(store, "retryable_errors", (sqlite3.Error,)))
+    return isinstance(error, store.retryable_errors)
 
 
 def killed_reason(count: int) -> str:

@@ -15,7 +15,7 @@ import os
 import threading
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -28,6 +28,7 @@ from cbmir.service.instance_reader import Gone, Skip, read_instance
 from cbmir.service.lanes import LARGE_FRAME_PIXELS, Lanes, lane_count, lower_priority, split
 from cbmir.service.workqueue import Pacer
 from cbmir.vectors.store import Record
+
 
 class Ingestor:
     """Runs the worker loop over the engine's queue; Orthanc is reached through `gateway`."""
@@ -45,9 +46,19 @@ class Ingestor:
         self.backoff = retry.Backoff()  # after a failed index write (status "store_error")
         engine.store_error = self.backoff.describe
         self._own_attempts: dict[str, int] = {}  # attempt rows this process left (not deaths)
-        self.lanes = Lanes(lane_count(self.config.index_threads, self.config.threads,
-                                      on_gpu=self.config.device == "cuda"))
+        self.lanes = Lanes(self._lane_count(on_gpu=False))  # sized again for each model session
         self.large_frames = threading.Lock()  # see cbmir.service.lanes.LARGE_FRAME_PIXELS
+
+    def _lane_count(self, on_gpu: bool) -> int:
+        return lane_count(self.config.index_threads, self.config.threads, on_gpu)
+
+    def _fit_lanes(self, embedder) -> None:
+        """One lane on a GPU (a session with whole batches keeps it busy), else one per core;
+        decided by where the session really runs (a CUDA request may fall back to the CPU)."""
+        count = self._lane_count(on_gpu="CUDAExecutionProvider" in embedder.providers)
+        if count != self.lanes.count:
+            self.lanes.shutdown()
+            self.lanes = Lanes(count)
 
     def start(self) -> None:
         self.thread = threading.Thread(target=self._run, name="cbmir-ingest", daemon=True)
@@ -84,9 +95,7 @@ class Ingestor:
                 continue
             if self.embedder is None or self.embedder.model_path != engine.embedder.model_path:
                 self.embedder = engine.worker_embedder()
-                if self.lanes.count > 1 and "CUDAExecutionProvider" in self.embedder.providers:
-                    self.lanes.shutdown()
-                    self.lanes = Lanes(1)  # one session with whole batches keeps a GPU busy
+                self._fit_lanes(self.embedder)
             if self.backoff.waiting():  # the index could not be written: wait, then retry
                 time.sleep(min(0.5, self.backoff.waiting()))
                 continue
@@ -222,21 +231,17 @@ class Ingestor:
         generations."""
         prepared = [self._prepare(instance, targets) for instance, targets in chunk]
         models = {id(model): model for _, targets in chunk for _, model in targets}
-        vectors: dict[tuple[int, int], np.ndarray] = {}  # (job, model) -> vectors
         for key, model in models.items():
-            owners = [n for n, (_, targets) in enumerate(chunk)
-                      if isinstance(prepared[n], _Prepared) and any(id(m) == key for _, m in targets)]
-            inputs = [x for n in owners for x in prepared[n].inputs[model.input_size]]
+            owners = [p for p, (_, targets) in zip(prepared, chunk) if isinstance(p, _Prepared)
+                      and any(m is model for _, m in targets)]
+            counts = [len(p.inputs[model.input_size]) for p in owners]
             fresh = embed_in_batches(lambda part, model=model: model.embed_inputs(np.stack(part)),
-                                     inputs, self.config.batch_size, model.dim,
+                                     [x for p in owners for x in p.inputs[model.input_size]],
+                                     self.config.batch_size, model.dim,
                                      lambda n, took: self.engine.latency.record("embed", took, n))
-            start = 0
-            for n in owners:
-                count = len(prepared[n].inputs[model.input_size])
-                vectors[(n, key)] = fresh[start:start + count]
-                start += count
-        return [(p.meta, {key: vectors[(n, key)] for key in models if (n, key) in vectors})
-                if isinstance(p, _Prepared) else p for n, p in enumerate(prepared)]
+            for owner, vectors in zip(owners, np.split(fresh, np.cumsum(counts)[:-1])):
+                owner.vectors[key] = vectors
+        return [(p.meta, p.vectors) if isinstance(p, _Prepared) else p for p in prepared]
 
     def _prepare(self, instance: str, targets: list):
         """Model inputs of one instance for each input size its targets need, or the outcome
@@ -259,9 +264,7 @@ class Ingestor:
             return None
         except (Skip, decode.NotAnImage, limits.TooLarge) as reason:
             return _Rejected("skipped", str(reason), meta)
-        except Exception as error:
-            if retry.is_store_error(error, self.engine.store):
-                raise
+        except Exception as error:  # a lane never touches the store: any error is this file's
             return _Rejected("failed", f"{type(error).__name__}: {error}", meta)
 
     def drop_overwritten(self, batch: list[tuple[str, bool]], plan) -> None:
@@ -338,6 +341,7 @@ def _file_stamp(path) -> tuple | None:
 class _Prepared:
     meta: dict
     inputs: dict[int, list[np.ndarray]]  # model input size -> one input per frame
+    vectors: dict[int, np.ndarray] = field(default_factory=dict)  # id(model) -> (frames, D)
 
 
 @dataclass

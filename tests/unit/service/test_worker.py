@@ -253,3 +253,19 @@ def test_large_frames_are_decoded_by_one_lane_at_a_time(tmp_path, monkeypatch):
 
     assert most_at_once(10**9) == 2  # ordinary frames: both lanes at once
     assert most_at_once(16) == 1  # 32 x 32 frames counted as large: one lane at a time
+
+
+def test_lanes_follow_where_the_model_session_really_runs(tmp_path):
+    from support.fake_embedder import FakeEmbedder
+
+    _, _, ingestor, _ = setup(tmp_path, index_threads=3, device="cuda")
+    assert ingestor.lanes.count == 3  # not decided by the configuration alone
+    on_gpu = FakeEmbedder()
+    on_gpu.providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    ingestor._fit_lanes(on_gpu)
+    assert ingestor.lanes.count == 1
+    fell_back = FakeEmbedder()
+    fell_back.providers = ["CPUExecutionProvider"]  # CUDA asked for, not available
+    ingestor._fit_lanes(fell_back)
+    assert ingestor.lanes.count == 3
+    ingestor.join()
