@@ -11,8 +11,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from . import datasets
-from . import reranking
+from . import datasets, reranking
 from .finegrained import DEFAULT_SEED, embed_copies, evaluate_finegrained
 from .finegrained import markdown_section as finegrained_markdown
 from .metrics import retrieval_metrics

@@ -16,7 +16,7 @@ from torch import nn
 from .layers import GeM, gem
 
 TRUNK_CHANNELS = 1024
-MID_LAYER, MID_CHANNELS = "inception4e", 832  # the fine descriptor's layer (RetrievalNet)
+MID_CHANNELS = 832  # inception4e: the layer of the fine descriptor (RetrievalNet)
 MID_GEM_P = 3.0
 
 # name -> (in, 1x1, 3x3 reduce, 3x3, "5x5" reduce, "5x5", pool proj), torchvision's table.
